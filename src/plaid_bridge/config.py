@@ -1,0 +1,198 @@
+"""Settings: the only place that reads the environment (and `.env`).
+
+Validated once at start-up; an invalid configuration stops the process with one line per problem
+(see `load_settings`), so the service never runs half-configured.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PlaidEnv = Literal["emulator", "sandbox", "production"]
+
+PLAID_HOSTS: dict[str, str] = {
+    "emulator": "http://127.0.0.1:8100",
+    "sandbox": "https://sandbox.plaid.com",
+    "production": "https://production.plaid.com",
+}
+DEV_JWT_SECRET = "plaid-bridge-development-secret-not-for-production"
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of SPEC section 2, typed; secrets are `SecretStr` so they never print."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    plaid_env: PlaidEnv = "emulator"
+    plaid_client_id: str | None = None
+    plaid_secret: SecretStr | None = None
+    plaid_api_host: str | None = None
+    emulator_client_id: str = "emulator-client-id"
+    emulator_secret: SecretStr = SecretStr("emulator-secret")
+    emulator_seed: int = 42
+    emulator_transactions: int = Field(default=300, ge=0, le=100_000)
+
+    plaid_products: CommaList = ["transactions"]
+    plaid_country_codes: CommaList = ["US", "CA"]
+    plaid_language: str = "en"
+    plaid_client_name: str = "Operate"
+    plaid_webhook_url: str | None = None
+    plaid_redirect_uri: str | None = None
+    plaid_transactions_days_requested: int = Field(default=730, ge=1, le=730)
+    plaid_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    plaid_max_retries: int = Field(default=3, ge=0, le=10)
+    plaid_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
+    plaid_webhook_verify: bool = True
+
+    plaid_encryption_keys: SecretStr | None = None
+    plaid_encryption_key: SecretStr | None = None
+    plaid_legacy_encryption_key: SecretStr | None = None
+
+    database_url: str = "sqlite:///var/plaid_bridge.db"
+
+    auth_jwt_secret: SecretStr | None = None
+    auth_jwt_public_key: str | None = None
+    auth_jwt_algorithms: CommaList = []
+    auth_jwt_audience: str | None = None
+    auth_jwt_issuer: str | None = None
+
+    rate_limit_storage_uri: str = "memory://"
+    plaid_rate_limits: str | None = None
+    worker_mode: Literal["embedded", "external"] = "embedded"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    forwarded_allow_ips: str = "127.0.0.1"
+    var_dir: Path = Path("var")
+
+    @field_validator("plaid_env", mode="before")
+    @classmethod
+    def _refuse_development(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "development":
+            raise ValueError(
+                "Plaid retired the Development environment in 2024; "
+                "use 'sandbox' or limited 'production' (or 'emulator' offline)"
+            )
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("plaid_products", "plaid_country_codes", "auth_jwt_algorithms", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("plaid_products")
+    @classmethod
+    def _no_balance_product(cls, value: list[str]) -> list[str]:
+        if "balance" in value:
+            raise ValueError("'balance' is not a Plaid product; remove it from PLAID_PRODUCTS")
+        if not value:
+            raise ValueError("at least one product is required")
+        return value
+
+    @field_validator("plaid_country_codes")
+    @classmethod
+    def _upper_countries(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one country code is required")
+        return [code.upper() for code in value]
+
+    @field_validator("auth_jwt_algorithms")
+    @classmethod
+    def _no_none_algorithm(cls, value: list[str]) -> list[str]:
+        if any(alg.lower() == "none" for alg in value):
+            raise ValueError("the 'none' algorithm is never accepted")
+        return value
+
+    @model_validator(mode="after")
+    def _environment_rules(self) -> Settings:
+        problems: list[str] = []
+        if self.plaid_env in ("sandbox", "production"):
+            if not self.plaid_client_id:
+                problems.append(f"PLAID_CLIENT_ID is required when PLAID_ENV={self.plaid_env}")
+            if self.plaid_secret is None or not self.plaid_secret.get_secret_value():
+                problems.append(f"PLAID_SECRET is required when PLAID_ENV={self.plaid_env}")
+        if self.plaid_env == "production":
+            if not self.plaid_webhook_url:
+                problems.append("PLAID_WEBHOOK_URL is required in production")
+            elif not self.plaid_webhook_url.startswith("https://"):
+                problems.append("PLAID_WEBHOOK_URL must be an https:// URL in production")
+            if self.plaid_redirect_uri and not self.plaid_redirect_uri.startswith("https://"):
+                problems.append("PLAID_REDIRECT_URI must be an https:// URL in production")
+            if self.plaid_encryption_keys is None and self.plaid_encryption_key is None:
+                problems.append(
+                    "PLAID_ENCRYPTION_KEYS (or PLAID_ENCRYPTION_KEY) is required in production"
+                )
+            if self.auth_jwt_secret is None and not self.auth_jwt_public_key:
+                problems.append("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in production")
+            if self.database_url.startswith("sqlite"):
+                problems.append(
+                    "DATABASE_URL must not be SQLite in production (use postgresql+psycopg://)"
+                )
+            if not self.plaid_webhook_verify:
+                problems.append("PLAID_WEBHOOK_VERIFY=false is not allowed in production")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @cached_property
+    def plaid_host(self) -> str:
+        """The Plaid API base URL: `PLAID_API_HOST` or the environment's default."""
+        return (self.plaid_api_host or PLAID_HOSTS[self.plaid_env]).rstrip("/")
+
+    @cached_property
+    def plaid_credentials(self) -> tuple[str, SecretStr]:
+        """(client id, secret) for the configured environment."""
+        if self.plaid_env == "emulator":
+            return (
+                self.plaid_client_id or self.emulator_client_id,
+                self.plaid_secret or self.emulator_secret,
+            )
+        if self.plaid_client_id is None or self.plaid_secret is None:  # refused by validation
+            raise ConfigError(["PLAID_CLIENT_ID and PLAID_SECRET are required"])
+        return self.plaid_client_id, self.plaid_secret
+
+    @cached_property
+    def webhook_url(self) -> str | None:
+        """The webhook URL registered on every Item."""
+        if self.plaid_webhook_url:
+            return self.plaid_webhook_url
+        if self.plaid_env == "emulator":
+            return "http://127.0.0.1:8000/api/v1/plaid/webhook"
+        return None
+
+
+def _describe(error: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        for line in message.splitlines():
+            lines.append(f"{field}: {line}" if field else line)
+    return lines
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment; raises `ConfigError` listing every problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None

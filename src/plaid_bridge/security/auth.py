@@ -1,0 +1,322 @@
+"""Request authentication (SPEC section 3): bearer JWTs verified with python-jose against one
+configured key and a pinned algorithm list, the role ladder, and dev tokens for local use.
+
+Every verification failure is an `AuthError` (the HTTP layer answers 401); no message echoes
+the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jose import jwk, jwt
+from jose.backends.base import Key
+from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+
+from plaid_bridge.config import DEV_JWT_SECRET
+
+if TYPE_CHECKING:
+    from plaid_bridge.config import Settings
+
+__all__ = [
+    "AuthError",
+    "Principal",
+    "Role",
+    "TokenVerifier",
+    "issue_dev_token",
+]
+
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+DEFAULT_SECRET_ALGORITHMS = ("HS256",)
+DEFAULT_PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+DEV_TOKEN_TTL_SECONDS = 3600 * 12
+# Far above any real bearer token; refusing larger ones keeps parsing cost bounded.
+MAX_TOKEN_LENGTH = 16 * 1024
+_EC_CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+class AuthError(Exception):
+    """The request is not authenticated; `reason` is safe to log and never contains the token."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Role(IntEnum):
+    """Org roles, ordered: a role may do whatever any lower role may."""
+
+    VIEWER = 1
+    MEMBER = 2
+    MANAGER = 3
+    ADMIN = 4
+    OWNER = 5
+
+    def allows(self, required: Role) -> bool:
+        """Whether this role meets `required` (it or anything above it)."""
+        return self >= required
+
+    @classmethod
+    def parse(cls, value: object) -> Role:
+        """The role named by a claim value (case-insensitive); ValueError for anything else."""
+        if isinstance(value, Role):
+            return value
+        if isinstance(value, str):
+            member = cls.__members__.get(value.strip().upper())
+            if member is not None:
+                return member
+        raise ValueError("role must be one of " + ", ".join(cls.__members__))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's `sub`, its tenant and its role."""
+
+    user_id: str
+    org_id: str
+    role: Role
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against one key and a pinned list of algorithms.
+
+    A token whose header names an algorithm outside the list is refused before any signature
+    check, and each allowed algorithm has its own key object built once, so a token can never
+    pick how its signature is checked (e.g. HS256 keyed with the public key's PEM text).
+    """
+
+    __slots__ = ("_algorithms", "_audience", "_issuer", "_keys", "uses_dev_secret")
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        algorithms: Sequence[str],
+        audience: str | None = None,
+        issuer: str | None = None,
+        uses_dev_secret: bool = False,
+    ) -> None:
+        """`key` is an HMAC secret (HS* algorithms) or a PEM public key (RS*/ES*); the list
+        may not mix the two. Algorithms the public key cannot serve are dropped (an RSA key
+        keeps RS*, a P-256 key ES256). Raises ValueError for an unusable combination;
+        messages never show the key.
+        """
+        if not algorithms:
+            raise ValueError("AUTH_JWT_ALGORITHMS: at least one algorithm is required")
+        unknown = [alg for alg in algorithms if alg not in HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS]
+        if unknown:
+            raise ValueError(
+                f"AUTH_JWT_ALGORITHMS: unsupported {', '.join(unknown)}; allowed: "
+                + ", ".join(HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS)
+            )
+        hmac_algs = [alg for alg in algorithms if alg in HMAC_ALGORITHMS]
+        if hmac_algs and len(hmac_algs) != len(algorithms):
+            raise ValueError(
+                "AUTH_JWT_ALGORITHMS: HMAC (HS*) and public-key (RS*/ES*) algorithms cannot be "
+                "mixed; one key serves one family"
+            )
+        if hmac_algs:
+            self._keys = _hmac_keys(key, hmac_algs)
+        else:
+            self._keys = _public_keys(key, algorithms)
+        self._algorithms = tuple(self._keys)
+        self._audience = audience or None
+        self._issuer = issuer or None
+        self.uses_dev_secret = uses_dev_secret
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        """The verifier for `AUTH_JWT_SECRET` or `AUTH_JWT_PUBLIC_KEY` (not both).
+
+        With neither, outside production, the fixed `DEV_JWT_SECRET` is used and
+        `uses_dev_secret` is True so the caller can warn. Raises ValueError for a missing key
+        in production, both keys set, the dev secret in production, or algorithms that do not
+        fit the key.
+        """
+        secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
+        public_key = (settings.auth_jwt_public_key or "").strip()
+        configured = list(settings.auth_jwt_algorithms)
+        if secret and public_key:
+            raise ValueError("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")
+        production = settings.plaid_env == "production"
+        if public_key:
+            return cls(
+                key=_unescape_pem(public_key),
+                algorithms=configured or DEFAULT_PUBLIC_KEY_ALGORITHMS,
+                audience=settings.auth_jwt_audience,
+                issuer=settings.auth_jwt_issuer,
+            )
+        if not secret and production:
+            raise ValueError("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in production")
+        if secret == DEV_JWT_SECRET and production:
+            raise ValueError("AUTH_JWT_SECRET must not be the development secret in production")
+        return cls(
+            key=secret or DEV_JWT_SECRET,
+            algorithms=configured or DEFAULT_SECRET_ALGORITHMS,
+            audience=settings.auth_jwt_audience,
+            issuer=settings.auth_jwt_issuer,
+            uses_dev_secret=not secret,
+        )
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The pinned algorithms, in configured order."""
+        return self._algorithms
+
+    @property
+    def audience(self) -> str | None:
+        return self._audience
+
+    @property
+    def issuer(self) -> str | None:
+        return self._issuer
+
+    def verify(self, token: str) -> Principal:
+        """The caller named by a valid token.
+
+        Checks, in order: size, header algorithm in the pinned list, signature, `exp`/`nbf`
+        when present, `aud`/`iss` when configured (then required), and the `sub`, `org_id` (or
+        `orgId`) and `role` claims. Raises `AuthError` for every failure.
+        """
+        if not token:
+            raise AuthError("missing bearer token")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError("bearer token is too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JOSEError:
+            raise AuthError("malformed token") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._keys:
+            raise AuthError("token algorithm is not allowed")
+        checks_audience = self._audience is not None
+        try:
+            claims = jwt.decode(
+                token,
+                self._keys[alg],
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                # jose checks `iss` whenever an issuer is given, `aud` only when present.
+                options={"verify_aud": checks_audience},
+            )
+        except ExpiredSignatureError:
+            raise AuthError("token has expired") from None
+        except JWTClaimsError as error:
+            # jose's claim messages are fixed texts ("Invalid audience"), never claim values.
+            raise AuthError(f"token claims are invalid: {error}") from None
+        except (JOSEError, TypeError, ValueError, OverflowError):
+            # jose lets TypeError/OverflowError escape for claims like `"exp": null` or 1e999.
+            raise AuthError("token signature or format is invalid") from None
+        if checks_audience and "aud" not in claims:
+            raise AuthError("token claims are invalid: no audience (aud)")
+        return _principal(claims)
+
+
+def issue_dev_token(
+    settings: Settings,
+    *,
+    user: str,
+    org: str,
+    role: Role | str,
+    ttl_seconds: int = DEV_TOKEN_TTL_SECONDS,
+) -> str:
+    """A token for local use, signed with `AUTH_JWT_SECRET` (or the dev secret), carrying
+    `aud`/`iss` when configured so the service accepts it.
+
+    Raises ValueError when `PLAID_ENV=production`, when a public key is configured (tokens
+    then come from the holder of the private key), or for an empty user/org, unknown role or
+    non-positive ttl.
+    """
+    if settings.plaid_env == "production":
+        raise ValueError("dev tokens are refused when PLAID_ENV=production")
+    if (settings.auth_jwt_public_key or "").strip():
+        raise ValueError(
+            "AUTH_JWT_PUBLIC_KEY is configured: tokens must be signed by the private key holder"
+        )
+    if not user or not org:
+        raise ValueError("user and org must be non-empty")
+    if ttl_seconds <= 0:
+        raise ValueError("ttl_seconds must be positive")
+    verifier = TokenVerifier.from_settings(settings)  # refuses configurations it cannot verify
+    secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
+    algorithm = verifier.algorithms[0]
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": user,
+        "org_id": org,
+        "role": Role.parse(role).name,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if verifier.audience is not None:
+        claims["aud"] = verifier.audience
+    if verifier.issuer is not None:
+        claims["iss"] = verifier.issuer
+    return jwt.encode(claims, secret or DEV_JWT_SECRET, algorithm=algorithm)
+
+
+def _hmac_keys(secret: str, algorithms: Sequence[str]) -> dict[str, Key]:
+    if not secret:
+        raise ValueError("AUTH_JWT_SECRET must not be empty")
+    try:
+        return {alg: jwk.construct(secret, alg) for alg in algorithms}
+    except JOSEError:
+        # jose refuses PEM and ssh key text as HMAC secrets.
+        raise ValueError(
+            "AUTH_JWT_SECRET looks like a public key; use AUTH_JWT_PUBLIC_KEY"
+        ) from None
+
+
+def _public_keys(pem: str, algorithms: Sequence[str]) -> dict[str, Key]:
+    try:
+        public_key = load_pem_public_key(pem.encode("utf-8"))
+    except (ValueError, TypeError):
+        raise ValueError(
+            "AUTH_JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----)"
+        ) from None
+    # jose does not check that a PEM fits the algorithm, so the key type decides here.
+    if isinstance(public_key, rsa.RSAPublicKey):
+        fitting = {"RS256", "RS384", "RS512"}
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        fitting = {_EC_CURVE_ALGORITHMS.get(public_key.curve.name, "")}
+    else:
+        fitting = set()
+    keys = {alg: jwk.construct(pem, alg) for alg in algorithms if alg in fitting}
+    if not keys:
+        raise ValueError(
+            f"AUTH_JWT_ALGORITHMS ({', '.join(algorithms)}) do not fit the AUTH_JWT_PUBLIC_KEY "
+            "type (RS* needs an RSA key; ES256, ES384, ES512 need a P-256, P-384, P-521 key)"
+        )
+    return keys
+
+
+def _unescape_pem(text: str) -> str:
+    """Accept a PEM pasted on one line with literal `\\n` (common in env files)."""
+    if "\n" not in text and "\\n" in text:
+        return text.replace("\\n", "\n")
+    return text
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise AuthError("token has no subject (sub)")
+    snake, camel = claims.get("org_id"), claims.get("orgId")
+    if snake is not None and camel is not None and snake != camel:
+        raise AuthError("token has conflicting org_id and orgId claims")
+    org = snake if snake is not None else camel
+    if not isinstance(org, str) or not org.strip():
+        raise AuthError("token has no organisation (org_id)")
+    try:
+        role = Role.parse(claims.get("role"))
+    except ValueError:
+        raise AuthError("token role is missing or unknown") from None
+    return Principal(user_id=sub, org_id=org, role=role)

@@ -1,0 +1,624 @@
+"""PlaidClient: the service's only door to Plaid.
+
+Every call runs the synchronous SDK in a worker thread, within one time budget (retries
+included), takes the answer raw and parses it into `plaid_bridge.plaid.types`; every failure
+leaves as a `PlaidError`. Nothing here is configured at import time: each client owns its SDK
+configuration, whose debug switch is pinned off because it would print the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+import plaid
+from plaid.api import plaid_api
+from plaid.model.accounts_balance_get_request import AccountsBalanceGetRequest
+from plaid.model.accounts_balance_get_request_options import AccountsBalanceGetRequestOptions
+from plaid.model.accounts_get_request import AccountsGetRequest
+from plaid.model.country_code import CountryCode
+from plaid.model.institutions_get_by_id_request import InstitutionsGetByIdRequest
+from plaid.model.item_get_request import ItemGetRequest
+from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
+from plaid.model.item_remove_request import ItemRemoveRequest
+from plaid.model.item_webhook_update_request import ItemWebhookUpdateRequest
+from plaid.model.link_token_account_filters import LinkTokenAccountFilters
+from plaid.model.link_token_create_request import LinkTokenCreateRequest
+from plaid.model.link_token_create_request_update import LinkTokenCreateRequestUpdate
+from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
+from plaid.model.link_token_transactions import LinkTokenTransactions
+from plaid.model.products import Products
+from plaid.model.sandbox_item_fire_webhook_request import SandboxItemFireWebhookRequest
+from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
+from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
+from plaid.model.sandbox_public_token_create_request_options import (
+    SandboxPublicTokenCreateRequestOptions,
+)
+from plaid.model.transactions_refresh_request import TransactionsRefreshRequest
+from plaid.model.transactions_sync_request import TransactionsSyncRequest
+from plaid.model.webhook_type import WebhookType
+from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
+from plaid.model_utils import validate_and_convert_types
+from pydantic import SecretStr
+
+from plaid_bridge.plaid.errors import (
+    INVALID_RESPONSE,
+    NETWORK_ERROR,
+    UNEXPECTED_RESPONSE,
+    CallFailed,
+    PlaidError,
+    PlaidErrorClass,
+    error_from_exception,
+)
+from plaid_bridge.plaid.types import (
+    Account,
+    Institution,
+    Json,
+    LinkToken,
+    PlaidItem,
+    PublicToken,
+    SyncPage,
+    TokenExchange,
+    WebhookKey,
+)
+
+if TYPE_CHECKING:
+    from plaid_bridge.config import Settings
+
+__all__ = ["PLAID_VERSION", "PlaidClient", "QuietConfiguration"]
+
+PLAID_VERSION = "2020-09-14"
+logger = logging.getLogger("plaid_bridge.plaid")
+T = TypeVar("T")
+
+# The SDK logs response bodies (access tokens) at DEBUG on "plaid.rest"; "plaid" is its root.
+_SDK_LOGGERS = ("plaid", "plaid.rest")
+
+
+class _WarningsOnly(logging.Filter):
+    """Drops records below WARNING even if someone lowers the SDK loggers' level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+_WARNINGS_ONLY = _WarningsOnly()
+
+
+def _quiet_sdk_loggers() -> None:
+    for name in _SDK_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        sdk_logger.setLevel(logging.WARNING)
+        if _WARNINGS_ONLY not in sdk_logger.filters:
+            sdk_logger.addFilter(_WARNINGS_ONLY)
+
+
+class QuietConfiguration(plaid.Configuration):  # type: ignore[misc]  # the SDK is untyped
+    """An SDK configuration whose `debug` is always False.
+
+    The SDK's debug switch turns on `http.client` tracing process-wide, which prints request
+    headers (the secret), and DEBUG logging of response bodies (access tokens). Setting it here
+    only re-asserts that the SDK loggers emit nothing below WARNING.
+    """
+
+    @property
+    def debug(self) -> bool:
+        return False
+
+    @debug.setter
+    def debug(self, _value: bool) -> None:
+        _quiet_sdk_loggers()
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid in a Plaid answer")
+
+
+# Built once: money is exact (Decimal), NaN/Infinity are refused.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+
+
+def _request_id(obj: Json) -> str:
+    value = obj["request_id"]
+    if not isinstance(value, str):
+        raise TypeError("request_id must be a string")
+    return value
+
+
+class PlaidClient:
+    """Typed, async access to the Plaid endpoints the service uses.
+
+    Every method is keyword-only, finishes within `timeout` seconds (the budget of the whole
+    call, retries included) and raises `PlaidError` for every failure; `error.error_class` says
+    what to do. Reads and idempotent writes retry transient failures (`PlaidError.retryable`)
+    with exponential backoff and full jitter, at most `max_retries` times; the token exchange
+    and the sandbox calls are sent once. One log line per attempt goes to "plaid_bridge.plaid"
+    (endpoint, attempt, outcome, Plaid request id, duration), never a token or the secret.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        client_id: str,
+        secret: SecretStr | str,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        products: Sequence[str] = ("transactions",),
+        country_codes: Sequence[str] = ("US", "CA"),
+        language: str = "en",
+        client_name: str = "Operate",
+        webhook: str | None = None,
+        redirect_uri: str | None = None,
+        days_requested: int = 730,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_retries < 0 or backoff < 0:
+            raise ValueError("max_retries and backoff must not be negative")
+        self.host = host.rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._products = tuple(products)
+        self._country_codes = tuple(country_codes)
+        self._language = language
+        self._client_name = client_name
+        self._webhook = webhook
+        self._redirect_uri = redirect_uri
+        self._days_requested = days_requested
+
+        _quiet_sdk_loggers()
+        secret_value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        configuration = QuietConfiguration(
+            host=self.host,
+            api_key={"clientId": client_id, "secret": secret_value, "plaidVersion": PLAID_VERSION},
+        )
+        # urllib3 would otherwise retry on its own, outside our budget and our policy.
+        configuration.retries = False
+        self._configuration = configuration
+        self._api_client = plaid.ApiClient(configuration)
+        self._api = plaid_api.PlaidApi(self._api_client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlaidClient:
+        """A client for the configured environment, credentials, limits and Link defaults."""
+        client_id, secret = settings.plaid_credentials
+        return cls(
+            host=settings.plaid_host,
+            client_id=client_id,
+            secret=secret,
+            timeout=settings.plaid_timeout_seconds,
+            max_retries=settings.plaid_max_retries,
+            backoff=settings.plaid_retry_backoff_seconds,
+            products=settings.plaid_products,
+            country_codes=settings.plaid_country_codes,
+            language=settings.plaid_language,
+            client_name=settings.plaid_client_name,
+            webhook=settings.webhook_url,
+            redirect_uri=settings.plaid_redirect_uri,
+            days_requested=settings.plaid_transactions_days_requested,
+        )
+
+    def __repr__(self) -> str:
+        return f"PlaidClient(host={self.host!r})"
+
+    def close(self) -> None:
+        """Closes pooled connections; calls made afterwards open new ones."""
+        self._api_client.close()
+        self._api_client.rest_client.pool_manager.clear()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Link and Items
+
+    async def create_link_token(
+        self,
+        *,
+        user_id: str,
+        products: Sequence[str] | None = None,
+        country_codes: Sequence[str] | None = None,
+        language: str | None = None,
+        account_filters: dict[str, Any] | None = None,
+        access_token: str | None = None,
+        account_selection_enabled: bool = False,
+    ) -> LinkToken:
+        """A Link token for `user_id`; with `access_token`, for update mode (re-auth).
+
+        Products, countries and language default to the configured ones; the configured
+        client name, webhook, redirect URI and `transactions.days_requested` are always sent.
+        Update mode sends no products (Plaid refuses them there) and may let the user add
+        accounts (`account_selection_enabled`). `account_filters` is Plaid's JSON object.
+        Raises ValueError for products in update mode, PlaidError for any failure.
+        """
+        if access_token is not None and products is not None:
+            raise ValueError("update mode (access_token) takes no products")
+        if account_selection_enabled and access_token is None:
+            raise ValueError("account_selection_enabled applies to update mode only")
+        chosen_products = tuple(products) if products is not None else self._products
+
+        def build() -> Any:
+            fields: dict[str, Any] = {
+                "client_name": self._client_name,
+                "language": language or self._language,
+                "country_codes": [
+                    CountryCode(code) for code in country_codes or self._country_codes
+                ],
+                "user": LinkTokenCreateRequestUser(client_user_id=user_id),
+            }
+            if self._webhook:
+                fields["webhook"] = self._webhook
+            if self._redirect_uri:
+                fields["redirect_uri"] = self._redirect_uri
+            if account_filters is not None:
+                fields["account_filters"] = validate_and_convert_types(
+                    account_filters,
+                    (LinkTokenAccountFilters,),
+                    ["account_filters"],
+                    True,
+                    True,
+                    configuration=self._configuration,
+                )
+            if access_token is not None:
+                fields["access_token"] = access_token
+                if account_selection_enabled:
+                    fields["update"] = LinkTokenCreateRequestUpdate(account_selection_enabled=True)
+            else:
+                fields["products"] = [Products(product) for product in chosen_products]
+                if "transactions" in chosen_products:
+                    fields["transactions"] = LinkTokenTransactions(
+                        days_requested=self._days_requested
+                    )
+            return LinkTokenCreateRequest(**fields)
+
+        return await self._call(
+            "/link/token/create",
+            self._api.link_token_create,
+            build,
+            LinkToken.from_json,
+            retry=True,
+        )
+
+    async def exchange_public_token(self, *, public_token: str) -> TokenExchange:
+        """Exchanges a public token from Link for the Item's access token (a secret: store it
+        encrypted, never log it). Sent once, never retried: a second exchange of the same
+        token fails. Raises PlaidError."""
+        return await self._call(
+            "/item/public_token/exchange",
+            self._api.item_public_token_exchange,
+            lambda: ItemPublicTokenExchangeRequest(public_token=public_token),
+            TokenExchange.from_json,
+            retry=False,
+        )
+
+    async def get_item(self, *, access_token: str) -> PlaidItem:
+        """The Item's state: its error (if any), consent expiry, products, webhook and last
+        successful transactions update. Raises PlaidError."""
+        return await self._call(
+            "/item/get",
+            self._api.item_get,
+            lambda: ItemGetRequest(access_token=access_token),
+            PlaidItem.from_json,
+            retry=True,
+        )
+
+    async def remove_item(self, *, access_token: str) -> str:
+        """Removes the Item at Plaid, which ends billing and invalidates the access token.
+        Returns Plaid's request id. An Item already gone raises PlaidError of class GONE."""
+        return await self._call(
+            "/item/remove",
+            self._api.item_remove,
+            lambda: ItemRemoveRequest(access_token=access_token),
+            _request_id,
+            retry=True,
+        )
+
+    async def update_item_webhook(self, *, access_token: str, webhook: str) -> PlaidItem:
+        """Points the Item's webhooks at `webhook` (Plaid then sends WEBHOOK_UPDATE_ACKNOWLEDGED
+        there). Returns the updated Item (`last_successful_update` is not reported here).
+        Raises PlaidError."""
+        return await self._call(
+            "/item/webhook/update",
+            self._api.item_webhook_update,
+            lambda: ItemWebhookUpdateRequest(access_token=access_token, webhook=webhook),
+            PlaidItem.from_json,
+            retry=True,
+        )
+
+    # Accounts and institutions
+
+    async def get_accounts(self, *, access_token: str) -> tuple[Account, ...]:
+        """The Item's accounts with cached balances. Raises PlaidError."""
+        return await self._call(
+            "/accounts/get",
+            self._api.accounts_get,
+            lambda: AccountsGetRequest(access_token=access_token),
+            Account.list_from_json,
+            retry=True,
+        )
+
+    async def get_balances(
+        self, *, access_token: str, account_ids: Sequence[str] | None = None
+    ) -> tuple[Account, ...]:
+        """The Item's accounts (or only `account_ids`) with real-time balances, which Plaid
+        fetches from the bank (slow, billed per call). Raises PlaidError."""
+
+        def build() -> Any:
+            if account_ids is None:
+                return AccountsBalanceGetRequest(access_token=access_token)
+            options = AccountsBalanceGetRequestOptions(account_ids=list(account_ids))
+            return AccountsBalanceGetRequest(access_token=access_token, options=options)
+
+        return await self._call(
+            "/accounts/balance/get",
+            self._api.accounts_balance_get,
+            build,
+            Account.list_from_json,
+            retry=True,
+        )
+
+    async def get_institution(
+        self, *, institution_id: str, country_codes: Sequence[str] | None = None
+    ) -> Institution:
+        """A bank's name, countries, products and OAuth flag; countries default to the
+        configured ones. Raises PlaidError."""
+        codes = tuple(country_codes) if country_codes is not None else self._country_codes
+        return await self._call(
+            "/institutions/get_by_id",
+            self._api.institutions_get_by_id,
+            lambda: InstitutionsGetByIdRequest(
+                institution_id=institution_id,
+                country_codes=[CountryCode(code) for code in codes],
+            ),
+            Institution.from_json,
+            retry=True,
+        )
+
+    # Transactions
+
+    async def sync_transactions(
+        self, *, access_token: str, cursor: str | None = None, count: int = 500
+    ) -> SyncPage:
+        """One page of `/transactions/sync` from `cursor` (None or "" for the whole history).
+
+        The caller owns the loop: keep the cursor it started from, apply all pages only once
+        `has_more` is false, and restart from that cursor on a PlaidError of class
+        RESTART_SYNC. A page with `not_ready` means no data yet: store nothing as progress.
+        `count` is 1..500 (outside that the SDK refuses: PlaidError OURS_TO_FIX).
+        """
+
+        def build() -> Any:
+            if cursor:
+                return TransactionsSyncRequest(
+                    access_token=access_token, cursor=cursor, count=count
+                )
+            return TransactionsSyncRequest(access_token=access_token, count=count)
+
+        return await self._call(
+            "/transactions/sync",
+            self._api.transactions_sync,
+            build,
+            SyncPage.from_json,
+            retry=True,
+        )
+
+    async def refresh_transactions(self, *, access_token: str) -> str:
+        """Asks Plaid to check the bank for new transactions now; results arrive later as a
+        SYNC_UPDATES_AVAILABLE webhook. Returns Plaid's request id. Raises PlaidError."""
+        return await self._call(
+            "/transactions/refresh",
+            self._api.transactions_refresh,
+            lambda: TransactionsRefreshRequest(access_token=access_token),
+            _request_id,
+            retry=True,
+        )
+
+    # Webhooks
+
+    async def get_webhook_verification_key(self, *, key_id: str) -> WebhookKey:
+        """The public key (JWK) that signs webhooks carrying `kid == key_id`; a key with
+        `expired_at` set has been rotated out. Raises PlaidError."""
+        return await self._call(
+            "/webhook_verification_key/get",
+            self._api.webhook_verification_key_get,
+            lambda: WebhookVerificationKeyGetRequest(key_id=key_id),
+            WebhookKey.from_json,
+            retry=True,
+        )
+
+    # Sandbox (and emulator) only
+
+    async def sandbox_public_token_create(
+        self,
+        *,
+        institution_id: str,
+        products: Sequence[str] | None = None,
+        webhook: str | None = None,
+    ) -> PublicToken:
+        """Creates an Item without Link and returns its public token (sandbox and emulator).
+        The webhook defaults to the configured one. Sent once. Raises PlaidError."""
+        chosen_products = tuple(products) if products is not None else self._products
+        hook = webhook or self._webhook
+
+        def build() -> Any:
+            fields: dict[str, Any] = {
+                "institution_id": institution_id,
+                "initial_products": [Products(product) for product in chosen_products],
+            }
+            if hook:
+                fields["options"] = SandboxPublicTokenCreateRequestOptions(webhook=hook)
+            return SandboxPublicTokenCreateRequest(**fields)
+
+        return await self._call(
+            "/sandbox/public_token/create",
+            self._api.sandbox_public_token_create,
+            build,
+            PublicToken.from_json,
+            retry=False,
+        )
+
+    async def sandbox_fire_webhook(
+        self, *, access_token: str, webhook_code: str, webhook_type: str | None = None
+    ) -> str:
+        """Makes Plaid send the Item a test webhook (sandbox and emulator). Returns Plaid's
+        request id. Sent once. Raises PlaidError."""
+
+        def build() -> Any:
+            if webhook_type is None:
+                return SandboxItemFireWebhookRequest(
+                    access_token=access_token, webhook_code=webhook_code
+                )
+            return SandboxItemFireWebhookRequest(
+                access_token=access_token,
+                webhook_code=webhook_code,
+                webhook_type=WebhookType(webhook_type),
+            )
+
+        return await self._call(
+            "/sandbox/item/fire_webhook",
+            self._api.sandbox_item_fire_webhook,
+            build,
+            _request_id,
+            retry=False,
+        )
+
+    async def sandbox_reset_login(self, *, access_token: str) -> str:
+        """Puts the Item into ITEM_LOGIN_REQUIRED (sandbox and emulator), as if the bank
+        wanted the user to sign in again. Returns Plaid's request id. Sent once. Raises
+        PlaidError."""
+        return await self._call(
+            "/sandbox/item/reset_login",
+            self._api.sandbox_item_reset_login,
+            lambda: SandboxItemResetLoginRequest(access_token=access_token),
+            _request_id,
+            retry=False,
+        )
+
+    # The one path every call takes
+
+    async def _call(
+        self,
+        endpoint: str,
+        operation: Callable[..., Any],
+        build: Callable[[], Any],
+        parse: Callable[[Json], T],
+        *,
+        retry: bool,
+    ) -> T:
+        """Runs one call within the time budget; each attempt gets what remains of it and a
+        backoff that would end past it is not slept: the last error is raised instead."""
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            remaining = deadline - started
+            failure: PlaidError | None = None
+            try:
+                with anyio.fail_after(remaining):
+                    # Abandoning the thread on timeout bounds the call even when a slow body
+                    # keeps urllib3 reading; the thread ends on its own socket timeout.
+                    request_id, result = await anyio.to_thread.run_sync(
+                        self._attempt, operation, build, parse, remaining, abandon_on_cancel=True
+                    )
+            except Exception as exc:
+                # The one place failures are mapped; our own bugs (None) propagate unchanged.
+                failure = error_from_exception(exc, endpoint=endpoint)
+                if failure is None:
+                    raise
+            if failure is None:
+                self._log(endpoint, attempt, started, request_id=request_id)
+                return result
+            delay = self._retry_delay(failure, attempt, deadline) if retry else None
+            self._log(endpoint, attempt, started, error=failure, retrying=delay is not None)
+            if delay is None:
+                # Raised outside the handler: no chained SDK exception (or body) rides along.
+                raise failure
+            await anyio.sleep(delay)
+
+    def _retry_delay(self, error: PlaidError, attempt: int, deadline: float) -> float | None:
+        if not error.retryable or attempt > self.max_retries:
+            return None
+        delay = random.uniform(0, self.backoff * 2 ** (attempt - 1))  # full jitter
+        if time.monotonic() + delay >= deadline:
+            return None
+        return delay
+
+    def _attempt(
+        self,
+        operation: Callable[..., Any],
+        build: Callable[[], Any],
+        parse: Callable[[Json], T],
+        timeout: float,
+    ) -> tuple[str | None, T]:
+        """One HTTP exchange, in a worker thread: send, read the raw body, release the
+        connection, parse. Returns (Plaid request id, parsed result)."""
+        request = build()
+        try:
+            response = operation(request, _request_timeout=timeout, _preload_content=False)
+        except AttributeError:
+            # The SDK's handling of a TLS failure breaks on its own missing body.
+            raise CallFailed(NETWORK_ERROR) from None
+        except UnicodeDecodeError:
+            # An error answer whose body is not UTF-8: not Plaid's.
+            raise CallFailed(INVALID_RESPONSE) from None
+        try:
+            status = int(response.status)
+            data = response.data
+        finally:
+            response.release_conn()
+        try:
+            document = _DECODER.decode(data.decode())
+        except ValueError:
+            raise CallFailed(INVALID_RESPONSE, status=status) from None
+        if not isinstance(document, dict):
+            raise CallFailed(INVALID_RESPONSE, status=status)
+        request_id = document.get("request_id")
+        request_id = request_id if isinstance(request_id, str) else None
+        try:
+            return request_id, parse(document)
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            raise CallFailed(UNEXPECTED_RESPONSE, status=status, request_id=request_id) from None
+
+    def _log(
+        self,
+        endpoint: str,
+        attempt: int,
+        started: float,
+        *,
+        request_id: str | None = None,
+        error: PlaidError | None = None,
+        retrying: bool = False,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "endpoint": endpoint,
+            "attempt": attempt,
+            "outcome": "ok",
+            "request_id": request_id,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+        level = logging.INFO
+        if error is not None:
+            fields["outcome"] = "retry" if retrying else "error"
+            fields["request_id"] = error.request_id
+            fields["status"] = error.status
+            fields["error_code"] = error.error_code
+            fields["error_class"] = error.error_class.value
+            if error.error_class is PlaidErrorClass.OURS_TO_FIX and not retrying:
+                level = logging.ERROR
+            else:
+                level = logging.WARNING
+        text = " ".join(f"{key}={value}" for key, value in fields.items())
+        logger.log(level, "plaid.call %s", text, extra={"event": "plaid.call", **fields})

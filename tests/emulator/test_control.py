@@ -1,0 +1,59 @@
+"""Control endpoints: reset, Item listing, balances that move, and the call log's filters."""
+
+from __future__ import annotations
+
+from tests.emulator.plaid_http import PlaidHTTP
+
+
+def test_reset_forgets_items_calls_and_faults(plaid: PlaidHTTP) -> None:
+    item = plaid.link_item()
+    plaid.control("POST", "/emulator/faults", json={"endpoint": "/item/get", "latencyMs": 1})
+    assert plaid.control("POST", "/emulator/reset") == {"reset": True}
+    assert plaid.control("GET", "/emulator/items") == {"items": []}
+    assert plaid.control("GET", "/emulator/calls") == {"count": 0, "calls": []}
+    assert plaid.control("GET", "/emulator/faults") == {"faults": []}
+    gone = plaid.post("/item/get", {"access_token": item.access_token})
+    assert gone.json()["error_code"] == "INVALID_ACCESS_TOKEN"
+
+
+def test_items_listing(plaid: PlaidHTTP) -> None:
+    item = plaid.link_item("ins_109512")
+    plaid.ok("/sandbox/item/reset_login", {"access_token": item.access_token})
+    [listed] = plaid.control("GET", "/emulator/items")["items"]
+    assert listed["itemId"] == item.item_id
+    assert listed["accessToken"] == item.access_token
+    assert listed["institutionId"] == "ins_109512"
+    assert listed["errorCode"] == "ITEM_LOGIN_REQUIRED"
+    assert listed["transactions"] == 300
+
+
+def test_balances_move_a_little_on_each_real_time_call(plaid: PlaidHTTP) -> None:
+    item = plaid.link_item()
+    cached = plaid.ok("/accounts/get", {"access_token": item.access_token})["accounts"]
+    live = plaid.ok("/accounts/balance/get", {"access_token": item.access_token})["accounts"]
+    for before, after in zip(cached, live, strict=True):
+        assert before["account_id"] == after["account_id"]
+        assert abs(after["balances"]["current"] - before["balances"]["current"]) <= 25
+        assert after["balances"]["last_updated_datetime"] is not None
+    one = live[0]["account_id"]
+    only = plaid.ok(
+        "/accounts/balance/get",
+        {"access_token": item.access_token, "options": {"account_ids": [one]}},
+    )["accounts"]
+    assert [a["account_id"] for a in only] == [one]
+    unknown = plaid.post(
+        "/accounts/balance/get",
+        {"access_token": item.access_token, "options": {"account_ids": ["nope"]}},
+    )
+    assert unknown.json()["error_code"] == "INVALID_ACCOUNT_ID"
+
+
+def test_calls_filter_by_endpoint_and_item(plaid: PlaidHTTP) -> None:
+    one, other = plaid.link_item(), plaid.link_item()
+    for item in (one, other, one):
+        plaid.ok("/item/get", {"access_token": item.access_token})
+    by_item = plaid.control(
+        "GET", "/emulator/calls", params={"endpoint": "/item/get", "item_id": one.item_id}
+    )
+    assert by_item["count"] == 2
+    assert {call["itemId"] for call in by_item["calls"]} == {one.item_id}

@@ -78,7 +78,17 @@ class Settings(BaseSettings):
 
     rate_limit_storage_uri: str = "memory://"
     plaid_rate_limits: str | None = None
+    plaid_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0, le=120)
     worker_mode: Literal["embedded", "external"] = "embedded"
+    # The transactions sync engine and its queue (sync/engine.py, sync/queue.py).
+    sync_page_size: int = Field(default=500, ge=1, le=500)
+    sync_max_restarts: int = Field(default=5, ge=0, le=100)
+    sync_max_attempts: int = Field(default=8, ge=1, le=100)
+    sync_retry_backoff_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    sync_lease_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    sync_reconcile_after_seconds: float = Field(default=21_600.0, gt=0, le=30 * 86_400)
+    # How long a worker's claim on an inbox row lasts; a crashed worker's rows wait this long.
+    worker_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     forwarded_allow_ips: str = "127.0.0.1"
@@ -120,6 +130,25 @@ class Settings(BaseSettings):
     def _no_none_algorithm(cls, value: list[str]) -> list[str]:
         if any(alg.lower() == "none" for alg in value):
             raise ValueError("the 'none' algorithm is never accepted")
+        return value
+
+    @field_validator("plaid_rate_limits")
+    @classmethod
+    def _readable_rate_limits(cls, value: str | None) -> str | None:
+        from plaid_bridge.plaid.ratelimit import parse_rate_limits  # the one parser of the syntax
+
+        try:
+            parse_rate_limits(value)
+        except ValueError as error:
+            raise ValueError(str(error).removeprefix("PLAID_RATE_LIMITS: ")) from None
+        return value
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        scheme = value.partition("://")[0].lower().removeprefix("async+")
+        if scheme not in ("memory", "redis", "rediss", "redis+unix"):
+            raise ValueError("must be memory:// or redis://host:port/db")
         return value
 
     @model_validator(mode="after")

@@ -1,0 +1,93 @@
+"""The connection lifecycle (SPEC section 6): every status change audited, with its event, in the
+caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plaid_bridge import audit, events
+from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
+
+STATUS_CHANGED = "CONNECTION_STATUS_CHANGED"
+
+# The user-facing notification each status emits; repeated at most once per 24 h per connection.
+NOTIFICATIONS: dict[ConnectionStatus, str] = {
+    ConnectionStatus.LOGIN_REQUIRED: "connection.needs_reauth",
+    ConnectionStatus.ERROR: "connection.error",
+    ConnectionStatus.PENDING_EXPIRATION: "connection.pending_expiration",
+    ConnectionStatus.REVOKED: "connection.revoked",
+    ConnectionStatus.REMOVED: "connection.removed",
+}
+
+
+async def transition(
+    session: AsyncSession,
+    connection: PlaidConnection,
+    status: ConnectionStatus,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    consent_expires_at: datetime | None = None,
+    event: str | None = None,
+    event_data: dict[str, Any] | None = None,
+    actor: str | None = None,
+    request_id: str | None = None,
+    plaid_request_id: str | None = None,
+) -> bool:
+    """Move `connection` to `status` (error fields set, or cleared when None).
+
+    Audits the change and emits `event` (default: the status's notification; a repair back to
+    ACTIVE emits `connection.repaired`) unless the same notification went out for this
+    connection in the last 24 hours. A connection already REMOVED never changes again. Returns
+    whether anything changed. Flushes nothing itself: the caller's transaction decides.
+    """
+    if connection.status == ConnectionStatus.REMOVED.value:
+        return False
+    previous = connection.status
+    unchanged = (
+        previous == status.value
+        and connection.error_code == error_code
+        and (consent_expires_at is None or connection.consent_expires_at == consent_expires_at)
+    )
+    if unchanged:
+        return False
+    connection.status = status.value
+    connection.error_code = error_code
+    connection.error_message = error_message
+    if consent_expires_at is not None:
+        connection.consent_expires_at = consent_expires_at
+    await audit.record(
+        session,
+        org_id=connection.org_id,
+        action=STATUS_CHANGED,
+        user_id=actor,
+        item_id=connection.item_id,
+        request_id=request_id,
+        plaid_request_id=plaid_request_id,
+        error_code=error_code,
+        details={"from": previous, "to": status.value},
+    )
+    if event is None:
+        if status is ConnectionStatus.ACTIVE:
+            event = "connection.repaired" if previous != ConnectionStatus.ACTIVE.value else None
+        else:
+            event = NOTIFICATIONS.get(status)
+    if event is not None:
+        data: dict[str, Any] = {"status": status.value, "previousStatus": previous}
+        if error_code:
+            data["errorCode"] = error_code
+        if connection.consent_expires_at is not None:
+            data["consentExpiresAt"] = connection.consent_expires_at.isoformat()
+        data.update(event_data or {})
+        await events.emit(
+            session,
+            org_id=connection.org_id,
+            type=event,
+            item_id=connection.item_id,
+            data=data,
+            throttle=True,
+        )
+    return True

@@ -1,0 +1,454 @@
+"""Connecting a bank and managing the connection: link tokens, exchange, accounts, removal.
+
+Services flush, never commit: the route's transaction (or, for the exchange, the one transaction
+this module opens so it can undo the Item at Plaid) decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import anyio
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plaid_bridge import audit, events
+from plaid_bridge.connections import lifecycle
+from plaid_bridge.connections.models import (
+    LIVE_STATUSES,
+    ConnectionStatus,
+    PlaidAccount,
+    PlaidConnection,
+)
+from plaid_bridge.connections.schemas import ExchangeRequest, LinkTokenRequest
+from plaid_bridge.db import Database, utcnow
+from plaid_bridge.dependencies import Caller, Services
+from plaid_bridge.errors import BadRequest, Conflict, NotFound
+from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+from plaid_bridge.plaid.types import Account, LinkToken
+from plaid_bridge.security.crypto import TokenCipher
+from plaid_bridge.sync.requests import request_sync
+
+logger = logging.getLogger("plaid_bridge.connections")
+
+LINK_TOKEN_CREATED = "LINK_TOKEN_CREATED"
+TOKEN_EXCHANGED = "TOKEN_EXCHANGED"
+ACCOUNTS_FETCHED = "ACCOUNTS_FETCHED"
+BALANCES_FETCHED = "BALANCES_FETCHED"
+CONNECTION_REMOVED = "CONNECTION_REMOVED"
+
+
+def _begin(caller: Caller, action: str, item_id: str | None = None) -> None:
+    audit.begin(
+        org_id=caller.org_id,
+        action=action,
+        user_id=caller.user_id,
+        item_id=item_id,
+        request_id=caller.request_id,
+        ip=caller.ip,
+    )
+
+
+async def _audit(
+    session: AsyncSession,
+    caller: Caller,
+    action: str,
+    *,
+    item_id: str | None = None,
+    plaid_request_id: str | None = None,
+    details: dict[str, object] | None = None,
+) -> None:
+    await audit.record(
+        session,
+        org_id=caller.org_id,
+        action=action,
+        user_id=caller.user_id,
+        item_id=item_id,
+        request_id=caller.request_id,
+        plaid_request_id=plaid_request_id,
+        ip=caller.ip,
+        details=details,
+    )
+
+
+def _subset(requested: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
+    if requested is None:
+        return list(allowed)
+    outside = sorted(set(requested) - set(allowed))
+    if outside:
+        raise BadRequest(f"{what} not allowed here: {', '.join(outside)}", code="INVALID_" + what)
+    if not requested:
+        raise BadRequest(f"at least one of {what.lower()} is required", code="INVALID_" + what)
+    return list(dict.fromkeys(requested))
+
+
+async def create_link_token(
+    *, services: Services, session: AsyncSession, caller: Caller, request: LinkTokenRequest
+) -> LinkToken:
+    """A Link token for the caller, within the configured products and countries; audited."""
+    settings = services.settings
+    _begin(caller, LINK_TOKEN_CREATED)
+    fixed = {
+        "webhookUrl": (request.webhook_url, settings.webhook_url),
+        "redirectUri": (request.redirect_uri, settings.plaid_redirect_uri),
+        "clientName": (request.client_name, settings.plaid_client_name),
+    }
+    for field, (given, configured) in fixed.items():
+        if given is not None and given != configured:
+            raise BadRequest(f"{field} is set by the service's configuration", code="INVALID_FIELD")
+    products = _subset(request.products, settings.plaid_products, "PRODUCTS")
+    countries = _subset(
+        [code.upper() for code in request.country_codes] if request.country_codes else None,
+        settings.plaid_country_codes,
+        "COUNTRY_CODES",
+    )
+    token = await services.plaid.create_link_token(
+        user_id=caller.user_id,
+        products=products,
+        country_codes=countries,
+        language=request.language or settings.plaid_language,
+        account_filters=request.account_filters,
+    )
+    await _audit(
+        session,
+        caller,
+        LINK_TOKEN_CREATED,
+        plaid_request_id=token.request_id,
+        details={"products": products, "countryCodes": countries},
+    )
+    return token
+
+
+async def find_connection(session: AsyncSession, caller: Caller, item_id: str) -> PlaidConnection:
+    """The caller's org's connection for `item_id`; another org's is indistinguishable from none."""
+    connection = await session.scalar(
+        select(PlaidConnection).where(
+            PlaidConnection.item_id == item_id, PlaidConnection.org_id == caller.org_id
+        )
+    )
+    if connection is None:
+        raise NotFound("No such connection.", code="CONNECTION_NOT_FOUND")
+    return connection
+
+
+async def list_connections(session: AsyncSession, caller: Caller) -> Sequence[PlaidConnection]:
+    """The org's live connections, oldest first."""
+    result = await session.scalars(
+        select(PlaidConnection)
+        .where(
+            PlaidConnection.org_id == caller.org_id,
+            PlaidConnection.status != ConnectionStatus.REMOVED.value,
+        )
+        .order_by(PlaidConnection.created_at, PlaidConnection.id)
+    )
+    return result.all()
+
+
+async def access_token(services: Services, connection: PlaidConnection) -> str:
+    """The decrypted access token; an old-format or old-key ciphertext is re-encrypted on read."""
+    stored = connection.access_token_encrypted
+    if stored is None:
+        raise NotFound("This connection was removed.", code="CONNECTION_REMOVED")
+    cipher = services.cipher
+    if not cipher.needs_rewrite(stored):
+        return cipher.decrypt(stored, connection.item_id)
+    # The legacy format derives its key with 100,000 PBKDF2 rounds: keep that off the loop.
+    token = await anyio.to_thread.run_sync(cipher.decrypt, stored, connection.item_id)
+    connection.access_token_encrypted = cipher.encrypt(token, connection.item_id)
+    return token
+
+
+def _apply_account(row: PlaidAccount, account: Account) -> None:
+    row.name = account.name
+    row.official_name = account.official_name
+    row.mask = account.mask
+    row.type = account.type
+    row.subtype = account.subtype
+    row.balance_available = account.balances.available
+    row.balance_current = account.balances.current
+    row.balance_limit = account.balances.limit
+    row.iso_currency_code = account.balances.iso_currency_code
+    row.unofficial_currency_code = account.balances.unofficial_currency_code
+    row.verification_status = account.verification_status
+    row.raw = account.raw
+    row.balances_updated_at = utcnow()
+
+
+async def store_accounts(
+    session: AsyncSession, connection: PlaidConnection, accounts: Iterable[Account]
+) -> list[PlaidAccount]:
+    """Insert or update the connection's accounts from Plaid's answer."""
+    existing = {
+        row.account_id: row
+        for row in await session.scalars(
+            select(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
+        )
+    }
+    rows = []
+    for account in accounts:
+        row = existing.get(account.account_id)
+        if row is None:
+            row = PlaidAccount(connection_id=connection.id, account_id=account.account_id)
+            session.add(row)
+        _apply_account(row, account)
+        rows.append(row)
+    await session.flush()
+    return rows
+
+
+async def stored_accounts(session: AsyncSession, connection: PlaidConnection) -> list[PlaidAccount]:
+    result = await session.scalars(
+        select(PlaidAccount)
+        .where(PlaidAccount.connection_id == connection.id)
+        .order_by(PlaidAccount.name, PlaidAccount.account_id)
+    )
+    return list(result.all())
+
+
+async def _duplicate(
+    session: AsyncSession, caller: Caller, institution_id: str
+) -> PlaidConnection | None:
+    return await session.scalar(
+        select(PlaidConnection)
+        .where(
+            PlaidConnection.org_id == caller.org_id,
+            PlaidConnection.user_id == caller.user_id,
+            PlaidConnection.institution_id == institution_id,
+            PlaidConnection.status.in_([status.value for status in LIVE_STATUSES]),
+        )
+        .limit(1)
+    )
+
+
+async def exchange(
+    *, services: Services, caller: Caller, request: ExchangeRequest
+) -> tuple[PlaidConnection, list[PlaidAccount]]:
+    """Exchange a public token and store the new connection with its accounts, all or nothing.
+
+    A duplicate institution for the same user is refused (409) before Plaid is called. If
+    anything fails after Plaid created the Item (accounts fetch, database), the Item is removed
+    at Plaid again so that no orphan keeps billing.
+    """
+    _begin(caller, TOKEN_EXCHANGED)
+    if request.institution_id and not request.allow_duplicate:
+        async with services.database.transaction() as session:
+            existing = await _duplicate(session, caller, request.institution_id)
+        if existing is not None:
+            raise Conflict(
+                "You already have a connection to this bank.",
+                code="DUPLICATE_ITEM",
+                details={"itemId": existing.item_id},
+            )
+    plaid = services.plaid
+    exchanged = await plaid.exchange_public_token(public_token=request.public_token)
+    _begin(caller, TOKEN_EXCHANGED, exchanged.item_id)
+    try:
+        return await _store_new_connection(
+            services,
+            caller,
+            request,
+            exchanged.access_token,
+            exchanged.item_id,
+            exchanged.request_id,
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _remove_orphan(services, exchanged.access_token, exchanged.item_id)
+        raise
+
+
+async def _store_new_connection(
+    services: Services,
+    caller: Caller,
+    request: ExchangeRequest,
+    token: str,
+    item_id: str,
+    exchange_request_id: str,
+) -> tuple[PlaidConnection, list[PlaidAccount]]:
+    plaid, settings = services.plaid, services.settings
+    item = await plaid.get_item(access_token=token)
+    if settings.webhook_url and item.webhook != settings.webhook_url:
+        item = await plaid.update_item_webhook(access_token=token, webhook=settings.webhook_url)
+    institution_id = item.institution_id or request.institution_id
+    institution_name = request.institution_name
+    if institution_name is None and institution_id is not None:
+        institution_name = (await plaid.get_institution(institution_id=institution_id)).name
+    accounts = await plaid.get_accounts(access_token=token)
+    async with services.database.transaction() as session:
+        connection = PlaidConnection(
+            org_id=caller.org_id,
+            user_id=caller.user_id,
+            item_id=item_id,
+            institution_id=institution_id,
+            institution_name=institution_name,
+            status=ConnectionStatus.ACTIVE.value,
+            consent_expires_at=item.consent_expiration_time,
+        )
+        connection.access_token_encrypted = services.cipher.encrypt(token, item_id)
+        session.add(connection)
+        await session.flush()
+        rows = await store_accounts(session, connection, accounts)
+        await _audit(
+            session,
+            caller,
+            TOKEN_EXCHANGED,
+            item_id=item_id,
+            plaid_request_id=exchange_request_id,
+            details={"institutionId": institution_id, "accounts": len(rows)},
+        )
+        await _audit(session, caller, ACCOUNTS_FETCHED, item_id=item_id)
+        await events.emit(
+            session,
+            org_id=caller.org_id,
+            type="connection.created",
+            item_id=item_id,
+            data={"institutionId": institution_id, "institutionName": institution_name},
+        )
+        await request_sync(session, item_id, reason="initial")
+    logger.info("plaid.exchange.stored", extra={"item_id": item_id, "accounts": len(rows)})
+    return connection, rows
+
+
+async def _remove_orphan(services: Services, token: str, item_id: str) -> None:
+    try:
+        await services.plaid.remove_item(access_token=token)
+        logger.warning("plaid.exchange.rolled_back", extra={"item_id": item_id})
+    except PlaidError as error:
+        logger.error(
+            "plaid.exchange.orphan_item",
+            extra={"item_id": item_id, "plaid_error_code": error.error_code},
+        )
+
+
+async def refresh_accounts(
+    *,
+    services: Services,
+    session: AsyncSession,
+    caller: Caller,
+    connection: PlaidConnection,
+    balances: bool,
+) -> list[PlaidAccount]:
+    """Fetch accounts (or real-time balances) from Plaid and store them; audited."""
+    action = BALANCES_FETCHED if balances else ACCOUNTS_FETCHED
+    _begin(caller, action, connection.item_id)
+    token = await access_token(services, connection)
+    try:
+        if balances:
+            accounts = await services.plaid.get_balances(access_token=token)
+        else:
+            accounts = await services.plaid.get_accounts(access_token=token)
+    except PlaidError as error:
+        await note_plaid_error(services, connection, error)
+        raise
+    rows = await store_accounts(session, connection, accounts)
+    await _audit(session, caller, action, item_id=connection.item_id)
+    return rows
+
+
+_STATUS_FOR_CLASS = {
+    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
+    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
+}
+
+
+async def note_plaid_error(
+    services: Services, connection: PlaidConnection, error: PlaidError
+) -> None:
+    """Record on the connection what a failed Plaid call revealed (login required, revoked).
+
+    Written in its own transaction: the request that hit the error is about to roll back.
+    """
+    status = _STATUS_FOR_CLASS.get(error.error_class)
+    if status is None or connection.status == status.value:
+        return
+    async with services.database.transaction() as session:
+        row = await session.get(PlaidConnection, connection.id, with_for_update=True)
+        if row is None:
+            return
+        await lifecycle.transition(
+            session,
+            row,
+            status,
+            error_code=error.error_code,
+            error_message=error.display_message or error.error_code,
+            plaid_request_id=error.request_id,
+        )
+
+
+async def remove(
+    *,
+    services: Services,
+    session: AsyncSession,
+    caller: Caller,
+    connection: PlaidConnection,
+    purge: bool,
+) -> PlaidConnection:
+    """Remove the Item at Plaid (already gone is fine), erase the token, mark it REMOVED."""
+    _begin(caller, CONNECTION_REMOVED, connection.item_id)
+    plaid_request_id = None
+    if connection.access_token_encrypted is not None:
+        token = await access_token(services, connection)
+        try:
+            plaid_request_id = await services.plaid.remove_item(access_token=token)
+        except PlaidError as error:
+            if error.error_class is not PlaidErrorClass.GONE:
+                raise
+    connection.access_token_encrypted = None
+    connection.cursor = None
+    if purge:
+        await session.execute(
+            delete(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
+        )
+    await _audit(
+        session,
+        caller,
+        CONNECTION_REMOVED,
+        item_id=connection.item_id,
+        plaid_request_id=plaid_request_id,
+        details={"purge": purge},
+    )
+    await lifecycle.transition(
+        session,
+        connection,
+        ConnectionStatus.REMOVED,
+        actor=caller.user_id,
+        request_id=caller.request_id,
+        plaid_request_id=plaid_request_id,
+    )
+    connection.removed_at = utcnow()
+    await session.flush()
+    return connection
+
+
+async def reencrypt_tokens(database: Database, cipher: TokenCipher, batch: int = 200) -> int:
+    """Re-encrypt every stored access token that is not under the active key; returns how many.
+
+    Works in batches, one transaction each, so a large table never holds one long transaction;
+    safe to re-run (rows already under the active key are skipped).
+    """
+    rotated, after = 0, ""
+    while True:
+        async with database.transaction() as session:
+            rows = (
+                await session.scalars(
+                    select(PlaidConnection)
+                    .where(
+                        PlaidConnection.access_token_encrypted.is_not(None),
+                        PlaidConnection.id > after,
+                    )
+                    .order_by(PlaidConnection.id)
+                    .limit(batch)
+                    .with_for_update()
+                )
+            ).all()
+            if not rows:
+                return rotated
+            for row in rows:
+                stored = row.access_token_encrypted
+                if stored is not None and cipher.needs_rewrite(stored):
+                    row.access_token_encrypted = await anyio.to_thread.run_sync(
+                        cipher.reencrypt, stored, row.item_id
+                    )
+                    rotated += 1
+            after = rows[-1].id

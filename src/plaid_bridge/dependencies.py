@@ -1,0 +1,103 @@
+"""What routes depend on: the app's services, the caller's identity and role, one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from plaid_bridge.config import Settings
+from plaid_bridge.db import Database
+from plaid_bridge.errors import Forbidden, Unauthorized
+from plaid_bridge.logs import org_id_var, request_id_var
+from plaid_bridge.metrics import Metrics
+from plaid_bridge.plaid.client import PlaidClient
+from plaid_bridge.plaid.webhook_verify import WebhookVerifier
+from plaid_bridge.security.auth import AuthError, Principal, Role, TokenVerifier
+from plaid_bridge.security.crypto import TokenCipher
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything long-lived that the app builds once at start-up."""
+
+    settings: Settings
+    database: Database
+    plaid: PlaidClient
+    cipher: TokenCipher
+    verifier: TokenVerifier
+    webhook_verifier: WebhookVerifier
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller of one request, with what the audit log records about it."""
+
+    principal: Principal
+    request_id: str | None
+    ip: str | None
+
+    @property
+    def org_id(self) -> str:
+        return self.principal.org_id
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the route returns, rolled back if it raises."""
+    async with services.database.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    return token.strip()
+
+
+def require(role: Role) -> Callable[[Request, Services], Awaitable[Caller]]:
+    """A dependency that authenticates the bearer token and demands at least `role`."""
+
+    async def dependency(request: Request, services: ServicesDep) -> Caller:
+        try:
+            principal = services.verifier.verify(_bearer(request))
+        except AuthError:
+            raise Unauthorized("The bearer token is missing, invalid or expired.") from None
+        org_id_var.set(principal.org_id)
+        if not principal.role.allows(role):
+            raise Forbidden(f"This action needs the {role.name} role or higher.")
+        client = request.client.host if request.client else None
+        return Caller(principal=principal, request_id=request_id_var.get(), ip=client)
+
+    return dependency
+
+
+Viewer = Annotated[Caller, Depends(require(Role.VIEWER))]
+Member = Annotated[Caller, Depends(require(Role.MEMBER))]
+Admin = Annotated[Caller, Depends(require(Role.ADMIN))]
+
+
+def check_user_id(caller: Caller, user_id: str | None) -> None:
+    """The old frontend sends `userId`; it is accepted only when it is the caller."""
+    if user_id is not None and user_id != caller.user_id:
+        raise Forbidden("userId does not match the authenticated user.")

@@ -1,0 +1,288 @@
+"""The error tree and the one handler that renders every error in the JSON envelope (SPEC §4)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plaid_bridge import audit
+from plaid_bridge.logs import request_id_var
+from plaid_bridge.plaid.errors import PlaidError
+from plaid_bridge.plaid.ratelimit import LimiterUnavailable, LimitReached
+from plaid_bridge.redaction import redact_text
+
+logger = logging.getLogger("plaid_bridge.errors")
+
+
+@dataclass(frozen=True, slots=True)
+class PlaidErrorDetail:
+    """What Plaid said, passed through as `error.plaid` in the envelope."""
+
+    error_type: str | None
+    error_code: str | None
+    display_message: str | None
+    request_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "errorType": self.error_type,
+            "errorCode": self.error_code,
+            "displayMessage": self.display_message,
+            "requestId": self.request_id,
+        }
+
+
+class AppError(Exception):
+    """An error with an HTTP status and a message safe to show end users."""
+
+    status = 500
+    code = "INTERNAL_ERROR"
+    message = "Something went wrong on our side."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        needs_reauth: bool = False,
+        retry_after: int | None = None,
+        plaid: PlaidErrorDetail | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.needs_reauth = needs_reauth
+        self.retry_after = retry_after
+        self.plaid = plaid
+        self.details = details or {}
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class BadRequest(AppError):
+    status = 400
+    code = "INVALID_REQUEST"
+    message = "The request was not valid."
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "UNAUTHORIZED"
+    message = "A valid bearer token is required."
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "FORBIDDEN"
+    message = "You are not allowed to do this."
+
+
+class NotFound(AppError):
+    status = 404
+    code = "NOT_FOUND"
+    message = "Not found."
+
+
+class Conflict(AppError):
+    status = 409
+    code = "CONFLICT"
+    message = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    message = "The request body is too large."
+
+
+class RateLimited(AppError):
+    status = 429
+    code = "RATE_LIMITED"
+    message = "Too many requests; try again later."
+
+
+class Unavailable(AppError):
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    message = "The service is temporarily unavailable."
+
+
+def envelope(error: AppError, request_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "code": error.code,
+        "message": redact_text(error.message),
+        "needsReauth": error.needs_reauth,
+        "retryAfter": error.retry_after,
+    }
+    if error.plaid is not None:
+        body["plaid"] = error.plaid.as_json()
+    body.update({key: value for key, value in error.details.items() if key not in body})
+    return {"error": body, "requestId": request_id}
+
+
+def error_response(error: AppError) -> JSONResponse:
+    """The envelope as a response, with `Retry-After` on 429/503 and our request id."""
+    request_id = request_id_var.get()
+    headers: dict[str, str] = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return JSONResponse(envelope(error, request_id), status_code=error.status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for item in exc.errors()[:5]:
+        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        parts.append(f"{location}: {item.get('msg', 'invalid')}" if location else item["msg"])
+    return "; ".join(parts) or "The request was not valid."
+
+
+async def audit_failure(app: Any, error: AppError) -> None:
+    """Record the request's declared action as failed, in a transaction of its own."""
+    action = audit.take_pending()
+    if action is None:
+        return
+    database = app.state.services.database
+    try:
+        async with database.transaction() as session:
+            await audit.record_failure(
+                session,
+                action,
+                error_code=error.code,
+                plaid_request_id=error.plaid.request_id if error.plaid else None,
+            )
+    except Exception:
+        logger.exception("audit.failure_not_recorded", extra={"action": action.action})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error, validation and unexpected ones included, leaves in the envelope."""
+
+    async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        if exc.status >= 500:
+            logger.error("request.failed", extra={"code": exc.code, "status": exc.status})
+        await audit_failure(request.app, exc)
+        return error_response(exc)
+
+    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(BadRequest(_validation_message(exc), code="VALIDATION_ERROR"))
+
+    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: NotFound, 405: BadRequest, 401: Unauthorized, 403: Forbidden}
+        error_type = codes.get(exc.status_code, AppError)
+        error = error_type(status=exc.status_code)
+        if exc.status_code == 405:
+            error = BadRequest("Method not allowed.", code="METHOD_NOT_ALLOWED", status=405)
+        return error_response(error)
+
+    async def on_plaid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PlaidError)
+        logger.warning(
+            "plaid.call_failed",
+            extra={
+                "plaid_error_type": exc.error_type,
+                "plaid_error_code": exc.error_code,
+                "plaid_request_id": exc.request_id,
+            },
+        )
+        error = from_plaid(exc)
+        await audit_failure(request.app, error)
+        return error_response(error)
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(PlaidError, on_plaid)
+
+
+_REAUTH_CODES = frozenset(
+    {
+        "ITEM_LOGIN_REQUIRED",
+        "INVALID_CREDENTIALS",
+        "INVALID_MFA",
+        "INSUFFICIENT_CREDENTIALS",
+        "RECAPTCHA_REQUIRED",
+    }
+)
+_OURS_TO_FIX = frozenset({"INVALID_API_KEYS", "INVALID_ACCESS_TOKEN"})
+_MESSAGES = {
+    "ITEM_LOGIN_REQUIRED": "Your bank needs you to sign in again.",
+    "INVALID_CREDENTIALS": "Your bank did not accept the credentials; please sign in again.",
+    "INVALID_MFA": "The verification code was not accepted; please sign in again.",
+    "INSUFFICIENT_CREDENTIALS": "Your bank needs more information; please sign in again.",
+    "RECAPTCHA_REQUIRED": "Your bank needs you to complete a captcha; please sign in again.",
+    "ITEM_LOCKED": "Your bank has locked the account; please contact your bank.",
+    "USER_PERMISSION_REVOKED": "Access to this bank was revoked; please connect it again.",
+    "ITEM_NOT_FOUND": "This bank connection no longer exists at Plaid.",
+    "PRODUCT_NOT_READY": "Your bank data is still being prepared; try again shortly.",
+    "CREDITS_EXHAUSTED": "The Plaid allowance for this service is used up.",
+}
+INSTITUTION_RETRY_AFTER = 900
+RATE_LIMIT_RETRY_AFTER = 60
+LIMITER_RETRY_AFTER = 5
+
+
+def from_plaid(error: PlaidError) -> AppError:
+    """SPEC §5: the HTTP error for a Plaid failure, decided on error_type then error_code.
+
+    Our own outbound limiter's refusals are not Plaid's: 429 RATE_LIMITED with the limiter's
+    `retryAfter`, or 503 when its storage cannot be reached (the call was not sent).
+    """
+    if isinstance(error, LimitReached):
+        return RateLimited(
+            "Too many requests to the bank service; try again later.",
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, LimiterUnavailable):
+        return Unavailable(
+            "Rate limiting is unavailable, so the request was not processed; try again shortly.",
+            code="RATE_LIMITER_UNAVAILABLE",
+            retry_after=LIMITER_RETRY_AFTER,
+        )
+    detail = (
+        PlaidErrorDetail(
+            error.error_type, error.error_code, error.display_message, error.request_id
+        )
+        if error.from_plaid
+        else None
+    )
+    code, kind = error.error_code, error.error_type
+    message = _MESSAGES.get(code)
+
+    def make(status: int, text: str, **extra: Any) -> AppError:
+        return AppError(message or text, code=code, status=status, plaid=detail, **extra)
+
+    if code in _REAUTH_CODES:
+        return make(409, "Please sign in to your bank again.", needs_reauth=True)
+    if code in ("ITEM_LOCKED", "USER_PERMISSION_REVOKED"):
+        return make(409, "The bank connection cannot be used.")
+    if code == "ITEM_NOT_FOUND":
+        return make(404, "This bank connection no longer exists at Plaid.")
+    if code == "PRODUCT_NOT_READY":
+        return make(503, "Data is still being prepared.", retry_after=300)
+    if code == "CREDITS_EXHAUSTED":
+        return make(503, "The Plaid allowance is used up.", retry_after=86400)
+    if kind == "INSTITUTION_ERROR":
+        return make(
+            503, "Your bank is temporarily unavailable.", retry_after=INSTITUTION_RETRY_AFTER
+        )
+    if kind == "RATE_LIMIT_EXCEEDED":
+        return make(429, "Too many requests to Plaid.", retry_after=RATE_LIMIT_RETRY_AFTER)
+    if code in _OURS_TO_FIX:
+        logger.error("plaid.misconfigured", extra={"plaid_error_code": code})
+        return make(502, "The bank service is misconfigured; we have been notified.")
+    if kind in ("INVALID_REQUEST", "INVALID_INPUT"):
+        return make(400, "The request to the bank service was not valid.")
+    return make(502, "The bank service is unavailable; please try again.")

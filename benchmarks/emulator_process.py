@@ -1,0 +1,56 @@
+"""The emulator in its own process, as Plaid is to the service: its CPU is not ours."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def emulator_process(*, seed: int, transactions: int) -> Iterator[str]:
+    """Start `plaid-bridge emulator` on a free port; yields its URL; stops it afterwards."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plaid_bridge.cli",
+            "emulator",
+            "--port",
+            str(port),
+            "--seed",
+            str(seed),
+            "--transactions",
+            str(transactions),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/emulator/webhooks", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

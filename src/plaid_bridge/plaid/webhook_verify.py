@@ -1,0 +1,191 @@
+"""The `Plaid-Verification` check of incoming webhooks (PLAID_FACTS.md, "Webhooks").
+
+The header is a compact JWT signed with ES256 by a key Plaid serves at
+`/webhook_verification_key/get`; its claims are `{iat, request_body_sha256}`. Keys are cached per
+`kid` (bounded), an unknown `kid` is fetched once however many requests wait for it, and a key's
+`expired_at` is checked on every use, since keys expire while cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jose import jwk, jws
+from jose.backends.base import Key
+from jose.exceptions import JOSEError
+
+from plaid_bridge.plaid.client import PlaidClient
+from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+
+logger = logging.getLogger("plaid_bridge.plaid.webhook_verify")
+
+ALGORITHM = "ES256"
+MAX_HEADER_LENGTH = 2048  # a Plaid header is about 400 characters
+MAX_KID_LENGTH = 128
+MAX_CACHED_KEYS = 100
+FETCH_TIMEOUT_SECONDS = 5.0  # Plaid gives up on a webhook after 10 s
+_TRANSIENT = frozenset({PlaidErrorClass.PLAID_TRANSIENT, PlaidErrorClass.RATE_LIMITED})
+
+
+class WebhookVerificationError(Exception):
+    """The webhook is not provably Plaid's; `reason` is a short stable code for logs."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _VerificationKey:
+    key: Key
+    expired_at: int | None
+
+
+class WebhookVerifier:
+    """Verifies `Plaid-Verification` headers against the raw body; safe for concurrent use on
+    one event loop."""
+
+    def __init__(
+        self,
+        plaid: PlaidClient,
+        *,
+        max_age: float = 300.0,
+        future_skew: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        max_keys: int = MAX_CACHED_KEYS,
+        fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self._plaid = plaid
+        self._max_age = max_age
+        self._future_skew = future_skew
+        self._clock = clock
+        self._max_keys = max_keys
+        self._fetch_timeout = fetch_timeout
+        self._keys: OrderedDict[str, _VerificationKey] = OrderedDict()
+        self._fetches: dict[str, asyncio.Task[_VerificationKey | str]] = {}
+
+    async def verify(self, header: str | None, body: bytes) -> None:
+        """Returns only if `header` is Plaid's valid signature of exactly `body`.
+
+        The header's shape and algorithm are checked before any network call; the key may be
+        fetched from Plaid (at most one fetch per unknown `kid` at a time). Raises
+        `WebhookVerificationError` for every failure, a failed key fetch included."""
+        token, kid = _parse_header(header)
+        verification_key = await self._key(kid)
+        now = self._clock()
+        if verification_key.expired_at is not None and verification_key.expired_at <= now:
+            raise WebhookVerificationError("key_expired")
+        try:
+            payload = jws.verify(token, verification_key.key, algorithms=[ALGORITHM])
+        except JOSEError:
+            raise WebhookVerificationError("bad_signature") from None
+        claims = _claims(payload)
+        issued_at = claims.get("iat")
+        if (
+            isinstance(issued_at, bool)
+            or not isinstance(issued_at, int | float)
+            or not math.isfinite(issued_at)
+        ):
+            raise WebhookVerificationError("iat_missing")
+        if now - issued_at > self._max_age:
+            raise WebhookVerificationError("iat_too_old")
+        if issued_at - now > self._future_skew:
+            raise WebhookVerificationError("iat_in_future")
+        claimed = claims.get("request_body_sha256")
+        if not isinstance(claimed, str):
+            raise WebhookVerificationError("body_hash_missing")
+        actual = hashlib.sha256(body).hexdigest()
+        if not hmac.compare_digest(claimed.encode(), actual.encode()):
+            raise WebhookVerificationError("body_hash_mismatch")
+
+    async def _key(self, kid: str) -> _VerificationKey:
+        cached = self._keys.get(kid)
+        if cached is not None:
+            self._keys.move_to_end(kid)
+            return cached
+        loop = asyncio.get_running_loop()
+        fetch = self._fetches.get(kid)
+        if fetch is None or fetch.get_loop() is not loop:
+            fetch = loop.create_task(self._fetch(kid))
+            self._fetches[kid] = fetch
+            fetch.add_done_callback(lambda done: self._forget_fetch(kid, done))
+        # Shielded: one caller giving up (a client disconnect) must not cancel the others' fetch.
+        outcome = await asyncio.shield(fetch)
+        if isinstance(outcome, str):
+            raise WebhookVerificationError(outcome)
+        return outcome
+
+    def _forget_fetch(self, kid: str, done: asyncio.Task[_VerificationKey | str]) -> None:
+        if self._fetches.get(kid) is done:
+            del self._fetches[kid]
+
+    async def _fetch(self, kid: str) -> _VerificationKey | str:
+        """The key for `kid`, cached; or the reason it is unusable (never raised here, so a
+        fetch nobody awaits any more ends quietly). Failures are not cached."""
+        try:
+            async with asyncio.timeout(self._fetch_timeout):
+                found = await self._plaid.get_webhook_verification_key(key_id=kid)
+        except TimeoutError:
+            logger.warning("webhooks.key_fetch_timeout", extra={"kid": kid})
+            return "key_fetch_failed"
+        except PlaidError as error:
+            transient = error.error_class in _TRANSIENT
+            logger.warning(
+                "webhooks.key_fetch_failed",
+                extra={"kid": kid, "plaid_error_code": error.error_code, "transient": transient},
+            )
+            return "key_fetch_failed" if transient else "unknown_key"
+        if (found.kid, found.alg, found.kty, found.crv) != (kid, ALGORITHM, "EC", "P-256"):
+            logger.warning("webhooks.key_unusable", extra={"kid": kid})
+            return "key_unusable"
+        try:
+            key = jwk.construct(found.jwk, ALGORITHM)
+        except JOSEError:
+            logger.warning("webhooks.key_unusable", extra={"kid": kid})
+            return "key_unusable"
+        entry = _VerificationKey(key=key, expired_at=found.expired_at)
+        self._keys[kid] = entry
+        self._keys.move_to_end(kid)
+        while len(self._keys) > self._max_keys:
+            self._keys.popitem(last=False)
+        return entry
+
+
+def _parse_header(header: str | None) -> tuple[str, str]:
+    """(token, kid) of a well-shaped ES256 JWT, checked without any key (cheap rejection)."""
+    if not header:
+        raise WebhookVerificationError("missing_header")
+    if len(header) > MAX_HEADER_LENGTH or header.count(".") != 2:
+        raise WebhookVerificationError("malformed_header")
+    try:
+        fields = jws.get_unverified_header(header)
+    except (JOSEError, RecursionError):
+        raise WebhookVerificationError("malformed_header") from None
+    if fields.get("alg") != ALGORITHM:
+        raise WebhookVerificationError("algorithm_refused")
+    kid = fields.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+        raise WebhookVerificationError("kid_missing")
+    return header, kid
+
+
+def _claims(payload: bytes) -> dict[str, Any]:
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise WebhookVerificationError("malformed_claims") from None
+    if not isinstance(claims, dict):
+        raise WebhookVerificationError("malformed_claims")
+    return claims

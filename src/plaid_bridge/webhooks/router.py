@@ -1,0 +1,114 @@
+"""The webhook endpoint (verify, store, answer 200 fast) and the admin's replay of a webhook.
+
+The endpoint does no processing: a verified delivery becomes an inbox row in one short
+transaction and the worker takes it from there (SPEC §5b). Rejections are cheap and come first:
+size, then the signature, all before any database work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from starlette.requests import ClientDisconnect
+
+from plaid_bridge.api_rate_limits import per_user_limit
+from plaid_bridge.dependencies import Admin, ServicesDep
+from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
+from plaid_bridge.logs import item_id_var
+from plaid_bridge.plaid.webhook_verify import WebhookVerificationError
+from plaid_bridge.webhooks import intake
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_EVENT_ID = 2**63 - 1
+logger = logging.getLogger("plaid_bridge.webhooks")
+
+router = APIRouter(tags=["webhooks"])
+"""Mounted under the API prefix."""
+integrations_router = APIRouter(tags=["webhooks"])
+"""The old module's webhook URL, which operators may still have registered at Plaid."""
+
+
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refused (413) as soon as it is known to exceed `limit` bytes: from a
+    declared Content-Length before reading, else while counting the bytes that arrive."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()) or len(declared) > 18:
+            raise BadRequest("Invalid Content-Length.")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"A webhook body may not exceed {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"A webhook body may not exceed {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("The request body did not arrive completely.") from None
+    return b"".join(chunks)
+
+
+def _wake_worker(request: Request) -> None:
+    """Tell an embedded worker there is work; the row is committed either way, so a failure
+    here only delays processing until the worker's next poll."""
+    wakeup = getattr(request.app.state, "worker_wakeup", None)
+    if wakeup is None:
+        return
+    try:
+        wakeup.set()
+    except Exception:
+        logger.warning("webhooks.worker_wakeup_failed", exc_info=True)
+
+
+async def receive_webhook(request: Request, services: ServicesDep) -> dict[str, bool]:
+    """Receive a Plaid webhook: verify it, store it, acknowledge it."""
+    body = await read_capped(request)
+    if services.settings.plaid_webhook_verify:
+        try:
+            await services.webhook_verifier.verify(request.headers.get("plaid-verification"), body)
+        except WebhookVerificationError as error:
+            logger.warning("webhooks.rejected", extra={"reason": error.reason})
+            services.metrics.webhook_received(None, None, "rejected")
+            raise Unauthorized(
+                "The webhook's Plaid-Verification header is missing or invalid.",
+                code="WEBHOOK_VERIFICATION_FAILED",
+            ) from None
+    text, document = intake.parse(body)
+    async with services.database.transaction() as session:
+        event = await intake.store(session, raw=body, text=text, document=document)
+    item_id_var.set(event.item_id)
+    services.metrics.webhook_received(event.webhook_type, event.webhook_code, "received")
+    logger.info(
+        "webhooks.received",
+        extra={
+            "event_id": event.id,
+            "webhook_type": event.webhook_type,
+            "webhook_code": event.webhook_code,
+        },
+    )
+    _wake_worker(request)
+    return {"received": True}
+
+
+router.add_api_route("/webhook", receive_webhook, methods=["POST"], status_code=200)
+integrations_router.add_api_route(
+    "/api/v1/integrations/plaid/webhook", receive_webhook, methods=["POST"], status_code=200
+)
+
+
+@router.post("/webhooks/{eventId}/replay", status_code=202, dependencies=[per_user_limit])
+async def replay_webhook(
+    event_id: Annotated[int, Path(alias="eventId", ge=1, le=MAX_EVENT_ID)],
+    caller: Admin,
+    services: ServicesDep,
+    request: Request,
+) -> dict[str, bool | int]:
+    """Re-process a stored webhook of the org."""
+    async with services.database.transaction() as session:
+        await intake.replay(session, caller, event_id)
+    _wake_worker(request)
+    return {"replayed": True, "eventId": event_id}

@@ -1,0 +1,196 @@
+"""Syncing an Item of 100,000 transactions from the emulator into PostgreSQL.
+
+The engine runs as in production: `/transactions/sync` pages of 500 over real HTTP from the
+emulator in its own process, staged with binary COPY, applied with set-based statements in one
+transaction. Figures: transactions per second end to end and for the apply step, the process's
+peak resident memory during the sync, and the apply step against a binary COPY of the same rows
+into a table of the same shape and indexes in the same database, measured in the same run.
+
+PostgreSQL comes from BENCH_DATABASE_URL (else TEST_DATABASE_URL, else the local default); the
+benchmark creates a database of its own there and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import anyio
+import psycopg
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from benchmarks.emulator_process import emulator_process
+from plaid_bridge import migrate
+from plaid_bridge.app import build_services
+from plaid_bridge.config import Settings
+from plaid_bridge.connections.models import PlaidConnection
+from plaid_bridge.db import sync_url
+from plaid_bridge.dependencies import Services
+from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
+from plaid_bridge.transactions.models import PlaidTransaction
+
+TRANSACTIONS = 100_000
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+COLUMNS = (
+    "connection_id, transaction_id, account_id, amount, iso_currency_code, "
+    "unofficial_currency_code, date, authorized_date, datetime, name, merchant_name, pending, "
+    "pending_transaction_id, category, payment_channel, raw, removed, change_seq, created_seq, "
+    "created_at, updated_at"
+)
+TYPES = (
+    "text",
+    "text",
+    "text",
+    "numeric",
+    "text",
+    "text",
+    "date",
+    "date",
+    "timestamptz",
+    "text",
+    "text",
+    "bool",
+    "text",
+    "json",
+    "text",
+    "json",
+    "bool",
+    "int8",
+    "int8",
+    "timestamptz",
+    "timestamptz",
+)
+
+
+def _peak_rss_reset() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _connect_item(services: Services) -> str:
+    plaid = services.plaid
+    public = await plaid.sandbox_public_token_create(institution_id="ins_109508")
+    exchanged = await plaid.exchange_public_token(public_token=public.public_token)
+    async with services.database.transaction() as session:
+        session.add(
+            PlaidConnection(
+                org_id="bench-org",
+                user_id="bench-user",
+                item_id=exchanged.item_id,
+                access_token_encrypted=services.cipher.encrypt(
+                    exchanged.access_token, exchanged.item_id
+                ),
+            )
+        )
+    # The emulator answers the first call "not ready", as Plaid does right after the exchange.
+    first = await sync_item(services, exchanged.item_id, trigger="bench")
+    assert first.outcome is Outcome.NOT_READY, first
+    return exchanged.item_id
+
+
+async def _sync(services: Services, item_id: str) -> tuple[SyncResult, float, float]:
+    _peak_rss_reset()
+    started = time.perf_counter()
+    result = await sync_item(services, item_id, trigger="bench")
+    elapsed = time.perf_counter() - started
+    assert result.outcome is Outcome.SUCCESS, result
+    async with services.database.transaction() as session:
+        stored = await session.scalar(select(func.count()).select_from(PlaidTransaction))
+    assert stored == result.added == TRANSACTIONS, (stored, result.added)
+    return result, elapsed, _peak_rss_mib()
+
+
+def _copy_baseline(url: str) -> float:
+    """Seconds to binary-COPY the stored rows into a same-shaped table (indexes included)."""
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            f"SELECT {COLUMNS.replace('category', 'category::text').replace('raw', 'raw::text')} "
+            "FROM plaid_transactions"
+        ).fetchall()
+        connection.execute("CREATE TABLE bench_copy (LIKE plaid_transactions INCLUDING ALL)")
+        connection.commit()
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY bench_copy ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(list(TYPES))
+                for row in rows:
+                    copy.write_row(row)
+        connection.commit()
+        return time.perf_counter() - started
+
+
+def run() -> list[tuple[str, str, str]]:
+    base = sync_url(
+        os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
+    )
+    name = f"pb_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate.upgrade(url)
+        with (
+            emulator_process(seed=3, transactions=TRANSACTIONS) as emulator_url,
+            TemporaryDirectory() as var_dir,
+        ):
+            settings = Settings(
+                _env_file=None,
+                plaid_env="emulator",
+                plaid_api_host=emulator_url,
+                database_url=url,
+                plaid_encryption_keys="k1:" + base64.b64encode(b"b" * 32).decode(),
+                auth_jwt_secret="bench-secret-0123456789abcdef",
+                plaid_timeout_seconds=120,
+                # Plaid allows 50 pages a minute per Item: lifted to measure the service itself.
+                plaid_rate_limits="/transactions/sync=100000/item,100000/client",
+                var_dir=Path(var_dir),
+            )
+            services = build_services(settings)
+
+            async def measure() -> tuple[SyncResult, float, float]:
+                try:
+                    item_id = await _connect_item(services)
+                    return await _sync(services, item_id)
+                finally:
+                    await services.plaid.aclose()
+                    await services.database.dispose()
+
+            result, elapsed, peak = anyio.run(measure)
+        libpq_url = make_url(url).set(drivername="postgresql").render_as_string(False)
+        copy_seconds = _copy_baseline(libpq_url)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    assert result.apply_seconds is not None
+    apply_rate = TRANSACTIONS / result.apply_seconds
+    copy_rate = TRANSACTIONS / copy_seconds
+    return [
+        ("sync store: end to end", f"{TRANSACTIONS / elapsed:,.0f} txn/s", "target >= 20,000"),
+        ("sync store: apply step", f"{apply_rate:,.0f} txn/s", f"{result.pages} pages staged"),
+        ("sync store: binary COPY, same rows", f"{copy_rate:,.0f} rows/s", "baseline"),
+        ("sync store: apply / COPY", f"{apply_rate / copy_rate:.2f}x", "target >= 0.5x"),
+        ("sync store: peak memory", f"{peak:,.0f} MiB", "target < 400 MiB"),
+    ]
+
+
+if __name__ == "__main__":
+    for figure, value, note in run():
+        print(f"{figure:<40} {value:>16}  {note}")

@@ -1,0 +1,233 @@
+"""Executing sync requests: claim due ones with a lease, run the engine, settle the request.
+
+`plaid_sync_requests` holds at most one row per Item (see `requests.request_sync`). A worker
+claims due rows (QUEUED and due, or RUNNING with an expired lease: its worker died), marks them
+RUNNING under its name, renews the lease while the engine runs, then settles each row: a request
+that arrived meanwhile (`rerun`) queues exactly one more pass, a success deletes the row, a failure
+worth retrying backs off, and after `sync_max_attempts` failures the request is dropped and
+recorded as an abandoned run (the reconciler queues the Item again later).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from plaid_bridge.connections.models import PlaidConnection
+from plaid_bridge.db import utcnow
+from plaid_bridge.dependencies import Services
+from plaid_bridge.sync.engine import SYNCABLE, Outcome, SyncResult, sync_item
+from plaid_bridge.sync.models import SyncRequest, SyncRequestState, SyncRun
+from plaid_bridge.sync.requests import request_sync
+
+logger = logging.getLogger("plaid_bridge.sync.queue")
+
+ABANDONED = "abandoned"
+RECONCILE_REASON = "reconcile"
+_MAX_BACKOFF = timedelta(hours=6)
+_BUSY_DELAY = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    item_id: str
+    reason: str
+    attempts: int
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    request = SyncRequest
+    return or_(
+        and_(request.state == SyncRequestState.QUEUED.value, request.not_before <= now),
+        and_(request.state == SyncRequestState.RUNNING.value, request.claimed_until < now),
+    )
+
+
+async def _claim(services: Services, worker_id: str, limit: int) -> list[_Claim]:
+    """Mark up to `limit` due requests RUNNING for `worker_id`, in one statement.
+
+    The statement re-checks dueness on each row it updates, so two workers never claim the same
+    request; on SQLite it is also the transaction's first statement, a write, which avoids a
+    stale read snapshot. `rerun` is cleared: the run about to start covers earlier requests.
+    """
+    now = utcnow()
+    lease = timedelta(seconds=services.settings.sync_lease_seconds)
+    candidates = (
+        select(SyncRequest.item_id)
+        .where(_due(now))
+        .order_by(SyncRequest.not_before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        update(SyncRequest)
+        .where(SyncRequest.item_id.in_(candidates), _due(now))
+        .values(
+            state=SyncRequestState.RUNNING.value,
+            rerun=False,
+            claimed_by=worker_id,
+            claimed_until=now + lease,
+        )
+        .returning(SyncRequest.item_id, SyncRequest.reason, SyncRequest.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    async with services.database.transaction() as session:
+        rows = (await session.execute(statement)).all()
+    return [_Claim(item_id, reason, attempts) for item_id, reason, attempts in rows]
+
+
+async def _keep_lease(services: Services, worker_id: str, item_id: str) -> None:
+    """Renew the claim every third of the lease while the run lasts (cancelled when it ends)."""
+    lease = services.settings.sync_lease_seconds
+    while True:
+        await anyio.sleep(lease / 3)
+        async with services.database.transaction() as session:
+            await session.execute(
+                update(SyncRequest)
+                .where(SyncRequest.item_id == item_id, SyncRequest.claimed_by == worker_id)
+                .values(claimed_until=utcnow() + timedelta(seconds=lease))
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _backoff(services: Services, attempts: int) -> timedelta:
+    base = services.settings.sync_retry_backoff_seconds
+    return min(timedelta(seconds=base * 2 ** max(attempts - 1, 0)), _MAX_BACKOFF)
+
+
+async def _settle(services: Services, worker_id: str, claim: _Claim, result: SyncResult) -> None:
+    """Finish one claimed request after its run; a request whose lease another worker took over
+    is left to that worker."""
+    now = utcnow()
+    mine = and_(SyncRequest.item_id == claim.item_id, SyncRequest.claimed_by == worker_id)
+    requeue = {
+        "state": SyncRequestState.QUEUED.value,
+        "rerun": False,
+        "claimed_by": None,
+        "claimed_until": None,
+    }
+    async with services.database.transaction() as session:
+        if result.outcome is Outcome.BUSY:
+            # Someone else is syncing the Item right now: look again shortly.
+            await session.execute(
+                update(SyncRequest)
+                .where(mine)
+                .values(**requeue, not_before=now + _BUSY_DELAY)
+                .execution_options(synchronize_session=False)
+            )
+            return
+        if result.outcome is Outcome.SUPERSEDED or not result.retryable:
+            # Done (or nothing to retry): drop the request unless another arrived during the run.
+            deleted = await session.execute(
+                delete(SyncRequest)
+                .where(mine, SyncRequest.rerun.is_(False))
+                .execution_options(synchronize_session=False)
+            )
+            if deleted.rowcount == 0:  # type: ignore[attr-defined]
+                await session.execute(
+                    update(SyncRequest)
+                    .where(mine)
+                    .values(**requeue, attempts=0, not_before=now, last_error=None)
+                    .execution_options(synchronize_session=False)
+                )
+            return
+        attempts = claim.attempts + 1
+        if attempts >= services.settings.sync_max_attempts:
+            deleted = await session.execute(
+                delete(SyncRequest)
+                .where(mine, SyncRequest.rerun.is_(False))
+                .execution_options(synchronize_session=False)
+            )
+            if deleted.rowcount:  # type: ignore[attr-defined]
+                session.add(
+                    SyncRun(
+                        item_id=claim.item_id,
+                        trigger=claim.reason[:64],
+                        outcome=ABANDONED,
+                        plaid_request_ids=[],
+                        error_code=result.error_code,
+                        started_at=now,
+                        finished_at=now,
+                    )
+                )
+                logger.warning(
+                    "plaid.sync.abandoned",
+                    extra={
+                        "item_id": claim.item_id,
+                        "attempts": attempts,
+                        "error_code": result.error_code,
+                    },
+                )
+                return
+            attempts = 0  # a new request arrived meanwhile: it gets its own attempts
+        await session.execute(
+            update(SyncRequest)
+            .where(mine)
+            .values(
+                **requeue,
+                attempts=attempts,
+                not_before=now + _backoff(services, max(attempts, 1)),
+                last_error=result.error_code or result.outcome.value,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _execute(services: Services, worker_id: str, claim: _Claim) -> None:
+    async with anyio.create_task_group() as group:
+        group.start_soon(_keep_lease, services, worker_id, claim.item_id)
+        result = await sync_item(services, claim.item_id, trigger=claim.reason)
+        group.cancel_scope.cancel()
+    await _settle(services, worker_id, claim, result)
+
+
+async def process_due(services: Services, *, worker_id: str, limit: int) -> int:
+    """Claim up to `limit` due sync requests and run them (concurrently, one per Item).
+
+    Returns how many requests were claimed; 0 means nothing was due. A failure to settle one
+    request is logged and leaves its lease to expire, so another pass picks it up again.
+    """
+    claims = await _claim(services, worker_id, limit)
+
+    async def run(claim: _Claim) -> None:
+        try:
+            await _execute(services, worker_id, claim)
+        except Exception:
+            logger.exception("plaid.sync.queue_error", extra={"item_id": claim.item_id})
+
+    async with anyio.create_task_group() as group:
+        for claim in claims:
+            group.start_soon(run, claim)
+    return len(claims)
+
+
+async def enqueue_stale(services: Services) -> int:
+    """Queue a sync for every syncable Item without a successful sync (or, never synced, without
+    a creation) for longer than `sync_reconcile_after_seconds` and with no request pending:
+    recovery from missed webhooks. Returns how many were queued."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=services.settings.sync_reconcile_after_seconds)
+    connection = PlaidConnection
+    stale = (
+        select(connection.item_id)
+        .where(
+            connection.status.in_([status.value for status in SYNCABLE]),
+            connection.access_token_encrypted.is_not(None),
+            func.coalesce(connection.last_synced_at, connection.created_at) < cutoff,
+            ~exists().where(SyncRequest.item_id == connection.item_id),
+        )
+        .order_by(connection.item_id)
+    )
+    async with services.database.transaction() as session:
+        item_ids = list((await session.scalars(stale)).all())
+        for item_id in item_ids:
+            await request_sync(session, item_id, reason=RECONCILE_REASON)
+    if item_ids:
+        logger.info("plaid.sync.reconciled", extra={"queued": len(item_ids)})
+    return len(item_ids)

@@ -1,0 +1,47 @@
+"""Route asking for a sync of one connection (executed later by the worker)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from plaid_bridge import audit
+from plaid_bridge.connections.schemas import CamelModel
+from plaid_bridge.connections.service import find_connection
+from plaid_bridge.dependencies import Member, SessionDep
+from plaid_bridge.errors import NotFound
+from plaid_bridge.sync.requests import request_sync
+
+router = APIRouter(tags=["sync"])
+
+SYNC_REQUESTED = "SYNC_REQUESTED"
+
+
+class SyncRequested(CamelModel):
+    sync_requested: bool = True
+
+
+@router.post("/connections/{item_id}/sync", status_code=202, response_model=SyncRequested)
+async def trigger_sync(item_id: str, caller: Member, session: SessionDep) -> SyncRequested:
+    """Ask for a transactions sync; coalesces with one already queued or running."""
+    connection = await find_connection(session, caller, item_id)
+    audit.begin(
+        org_id=caller.org_id,
+        action=SYNC_REQUESTED,
+        user_id=caller.user_id,
+        item_id=item_id,
+        request_id=caller.request_id,
+        ip=caller.ip,
+    )
+    if not connection.live:
+        raise NotFound("This connection was removed.", code="CONNECTION_REMOVED")
+    await request_sync(session, item_id, reason="manual")
+    await audit.record(
+        session,
+        org_id=caller.org_id,
+        action=SYNC_REQUESTED,
+        user_id=caller.user_id,
+        item_id=item_id,
+        request_id=caller.request_id,
+        ip=caller.ip,
+    )
+    return SyncRequested()

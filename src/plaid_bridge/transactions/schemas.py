@@ -1,0 +1,94 @@
+"""JSON of the transaction endpoints, written by hand so that amounts stay exact.
+
+Transactions are Plaid-shaped (snake_case), from the stored raw object with the amount taken from
+its exact NUMERIC column and written as a JSON number digit for digit (never through a float).
+The pydantic models here only document the shapes in OpenAPI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from plaid_bridge.connections.schemas import CamelModel
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=_plain).encode
+
+
+def exact_number(value: Decimal) -> str:
+    """`value` as a JSON number with every digit and no exponent (`0.300000` -> `0.3`)."""
+    text = format(value.normalize(), "f")
+    return "0" if text == "-0" else text
+
+
+def transaction_json(raw: Mapping[str, Any], amount: Decimal) -> str:
+    """One Plaid transaction object whose `amount` is exactly `amount`."""
+    rest = _encode({key: value for key, value in raw.items() if key != "amount"})
+    head = '{"amount":' + exact_number(amount)
+    return head + ("}" if rest == "{}" else "," + rest[1:])
+
+
+def _array(items: Iterable[str]) -> str:
+    return "[" + ",".join(items) + "]"
+
+
+def feed_json(
+    *,
+    added: Iterable[str],
+    modified: Iterable[str],
+    removed: list[dict[str, str]],
+    next_cursor: str,
+    has_more: bool,
+) -> str:
+    """The body of `GET /transactions/{itemId}/sync` from rendered transactions."""
+    return (
+        '{"transactions":'
+        + _array(added)
+        + ',"modified":'
+        + _array(modified)
+        + ',"removed":'
+        + _encode(removed)
+        + ',"nextCursor":'
+        + _encode(next_cursor)
+        + ',"hasMore":'
+        + ("true" if has_more else "false")
+        + "}"
+    )
+
+
+def list_json(transactions: Iterable[str], next_after: str | None) -> str:
+    """The body of `GET /transactions` from rendered transactions."""
+    return '{"transactions":' + _array(transactions) + ',"nextAfter":' + _encode(next_after) + "}"
+
+
+class RemovedTransactionOut(BaseModel):
+    transaction_id: str
+    account_id: str
+
+
+class FeedPageOut(CamelModel):
+    """Documentation of the feed page (transactions are Plaid objects, snake_case)."""
+
+    transactions: list[dict[str, Any]]
+    modified: list[dict[str, Any]]
+    removed: list[RemovedTransactionOut]
+    next_cursor: str
+    has_more: bool
+
+
+class TransactionPageOut(CamelModel):
+    """Documentation of a page of `GET /transactions`, newest first."""
+
+    transactions: list[dict[str, Any]]
+    next_after: str | None

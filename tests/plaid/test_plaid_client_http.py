@@ -261,7 +261,7 @@ async def test_each_attempt_is_logged_without_tokens(
             r.__dict__["endpoint"],
             r.__dict__["attempt"],
             r.__dict__["outcome"],
-            r.__dict__["request_id"],
+            r.__dict__["plaid_request_id"],
         )
         for r in records
     ]

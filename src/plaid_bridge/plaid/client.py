@@ -57,6 +57,7 @@ from plaid_bridge.plaid.errors import (
     PlaidErrorClass,
     error_from_exception,
 )
+from plaid_bridge.plaid.ratelimit import LimiterEvents, OutboundLimiter, item_key_for
 from plaid_bridge.plaid.types import (
     Account,
     Institution,
@@ -72,11 +73,14 @@ from plaid_bridge.plaid.types import (
 if TYPE_CHECKING:
     from plaid_bridge.config import Settings
 
-__all__ = ["PLAID_VERSION", "PlaidClient", "QuietConfiguration"]
+__all__ = ["PLAID_VERSION", "CallObserver", "PlaidClient", "QuietConfiguration"]
 
 PLAID_VERSION = "2020-09-14"
 logger = logging.getLogger("plaid_bridge.plaid")
 T = TypeVar("T")
+
+CallObserver = Callable[[str, str, str | None, float], None]
+"""Told of every attempt: (endpoint, outcome "ok"/"retry"/"error", error code or None, seconds)."""
 
 # The SDK logs response bodies (access tokens) at DEBUG on "plaid.rest"; "plaid" is its root.
 _SDK_LOGGERS = ("plaid", "plaid.rest")
@@ -141,6 +145,11 @@ class PlaidClient:
     with exponential backoff and full jitter, at most `max_retries` times; the token exchange
     and the sandbox calls are sent once. One log line per attempt goes to "plaid_bridge.plaid"
     (endpoint, attempt, outcome, Plaid request id, duration), never a token or the secret.
+
+    With a `limiter`, every attempt first takes a slot in Plaid's rate-limit windows for its
+    endpoint (and Item), waiting within the limiter's bound; a refusal is a `LimitReached`
+    (a PlaidError of class RATE_LIMITED with `retry_after`), never retried here. `on_call`
+    is told of every attempt, for metrics.
     """
 
     def __init__(
@@ -159,6 +168,8 @@ class PlaidClient:
         webhook: str | None = None,
         redirect_uri: str | None = None,
         days_requested: int = 730,
+        limiter: OutboundLimiter | None = None,
+        on_call: CallObserver | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -175,6 +186,8 @@ class PlaidClient:
         self._webhook = webhook
         self._redirect_uri = redirect_uri
         self._days_requested = days_requested
+        self.limiter = limiter
+        self._on_call = on_call
 
         _quiet_sdk_loggers()
         secret_value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
@@ -189,8 +202,15 @@ class PlaidClient:
         self._api = plaid_api.PlaidApi(self._api_client)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PlaidClient:
-        """A client for the configured environment, credentials, limits and Link defaults."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        on_call: CallObserver | None = None,
+        limiter_events: LimiterEvents | None = None,
+    ) -> PlaidClient:
+        """A client for the configured environment, credentials, limits and Link defaults,
+        with the outbound rate limiter the settings describe."""
         client_id, secret = settings.plaid_credentials
         return cls(
             host=settings.plaid_host,
@@ -206,21 +226,30 @@ class PlaidClient:
             webhook=settings.webhook_url,
             redirect_uri=settings.plaid_redirect_uri,
             days_requested=settings.plaid_transactions_days_requested,
+            limiter=OutboundLimiter.from_settings(settings, events=limiter_events),
+            on_call=on_call,
         )
 
     def __repr__(self) -> str:
         return f"PlaidClient(host={self.host!r})"
 
     def close(self) -> None:
-        """Closes pooled connections; calls made afterwards open new ones."""
+        """Closes pooled connections to Plaid; calls made afterwards open new ones. The
+        limiter's storage stays open: `aclose` closes both."""
         self._api_client.close()
         self._api_client.rest_client.pool_manager.clear()
+
+    async def aclose(self) -> None:
+        """Closes pooled connections to Plaid and the limiter's storage (Redis)."""
+        self.close()
+        if self.limiter is not None:
+            await self.limiter.aclose()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+        await self.aclose()
 
     # Link and Items
 
@@ -312,6 +341,7 @@ class PlaidClient:
             lambda: ItemGetRequest(access_token=access_token),
             PlaidItem.from_json,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     async def remove_item(self, *, access_token: str) -> str:
@@ -323,6 +353,7 @@ class PlaidClient:
             lambda: ItemRemoveRequest(access_token=access_token),
             _request_id,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     async def update_item_webhook(self, *, access_token: str, webhook: str) -> PlaidItem:
@@ -335,6 +366,7 @@ class PlaidClient:
             lambda: ItemWebhookUpdateRequest(access_token=access_token, webhook=webhook),
             PlaidItem.from_json,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     # Accounts and institutions
@@ -347,6 +379,7 @@ class PlaidClient:
             lambda: AccountsGetRequest(access_token=access_token),
             Account.list_from_json,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     async def get_balances(
@@ -367,6 +400,7 @@ class PlaidClient:
             build,
             Account.list_from_json,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     async def get_institution(
@@ -412,6 +446,7 @@ class PlaidClient:
             build,
             SyncPage.from_json,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     async def refresh_transactions(self, *, access_token: str) -> str:
@@ -423,6 +458,7 @@ class PlaidClient:
             lambda: TransactionsRefreshRequest(access_token=access_token),
             _request_id,
             retry=True,
+            item_key=item_key_for(access_token),
         )
 
     # Webhooks
@@ -492,6 +528,7 @@ class PlaidClient:
             build,
             _request_id,
             retry=False,
+            item_key=item_key_for(access_token),
         )
 
     async def sandbox_reset_login(self, *, access_token: str) -> str:
@@ -504,6 +541,7 @@ class PlaidClient:
             lambda: SandboxItemResetLoginRequest(access_token=access_token),
             _request_id,
             retry=False,
+            item_key=item_key_for(access_token),
         )
 
     # The one path every call takes
@@ -516,13 +554,22 @@ class PlaidClient:
         parse: Callable[[Json], T],
         *,
         retry: bool,
+        item_key: str | None = None,
     ) -> T:
         """Runs one call within the time budget; each attempt gets what remains of it and a
-        backoff that would end past it is not slept: the last error is raised instead."""
-        deadline = time.monotonic() + self.timeout
+        backoff that would end past it is not slept: the last error is raised instead.
+
+        Each attempt first takes a rate-limit slot; the wait for the first one comes before
+        the budget starts, later ones come out of it."""
+        deadline: float | None = None
         attempt = 0
         while True:
             attempt += 1
+            if self.limiter is not None:
+                budget_left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                await self.limiter.acquire(endpoint, item_key=item_key, max_wait=budget_left)
+            if deadline is None:
+                deadline = time.monotonic() + self.timeout
             started = time.monotonic()
             remaining = deadline - started
             failure: PlaidError | None = None
@@ -602,17 +649,18 @@ class PlaidClient:
         error: PlaidError | None = None,
         retrying: bool = False,
     ) -> None:
+        seconds = time.monotonic() - started
         fields: dict[str, Any] = {
             "endpoint": endpoint,
             "attempt": attempt,
             "outcome": "ok",
-            "request_id": request_id,
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            "plaid_request_id": request_id,
+            "duration_ms": round(seconds * 1000, 1),
         }
         level = logging.INFO
         if error is not None:
             fields["outcome"] = "retry" if retrying else "error"
-            fields["request_id"] = error.request_id
+            fields["plaid_request_id"] = error.request_id
             fields["status"] = error.status
             fields["error_code"] = error.error_code
             fields["error_class"] = error.error_class.value
@@ -622,3 +670,5 @@ class PlaidClient:
                 level = logging.WARNING
         text = " ".join(f"{key}={value}" for key, value in fields.items())
         logger.log(level, "plaid.call %s", text, extra={"event": "plaid.call", **fields})
+        if self._on_call is not None:
+            self._on_call(endpoint, fields["outcome"], fields.get("error_code"), seconds)

@@ -83,6 +83,17 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def plain_json(value: Any) -> Any:
+    """A JSON-like value with Decimals as numbers (as `dumps_json` writes them), for responses."""
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_json(item) for item in value]
+    if isinstance(value, Decimal):
+        return _json_default(value)
+    return value
+
+
 def dumps_json(value: object) -> str:
     """JSON for stored documents: Decimals and datetimes allowed, compact."""
     return json.dumps(value, default=_json_default, separators=(",", ":"))

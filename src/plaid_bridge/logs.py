@@ -16,7 +16,13 @@ org_id_var: ContextVar[str | None] = ContextVar("org_id", default=None)
 item_id_var: ContextVar[str | None] = ContextVar("item_id", default=None)
 
 _CONTEXT = {"request_id": request_id_var, "org_id": org_id_var, "item_id": item_id_var}
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Record attributes that are logging's own (and uvicorn's ANSI-coloured copy of the message).
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class ContextFilter(logging.Filter):

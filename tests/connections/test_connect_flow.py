@@ -41,6 +41,9 @@ async def test_full_connect_flow(api: Api) -> None:
     assert body["institutionName"]
     assert 2 <= len(body["accounts"]) <= 4
     assert {"account_id", "balances", "mask", "name", "type"} <= set(body["accounts"][0])
+    assert all(
+        isinstance(account["balances"]["current"], float | int) for account in body["accounts"]
+    )
     assert "access" not in exchange.text
 
     listed = await api.client.get(f"{BASE}/connections", headers=api.auth(role="VIEWER"))

@@ -16,6 +16,7 @@ from plaid_bridge.connections.schemas import (
     LinkTokenRequest,
     LinkTokenResponse,
 )
+from plaid_bridge.db import plain_json
 from plaid_bridge.dependencies import (
     Admin,
     Member,
@@ -46,7 +47,8 @@ def connection_out(connection: PlaidConnection) -> ConnectionOut:
 
 
 def accounts_out(rows: list[PlaidAccount]) -> list[dict[str, Any]]:
-    return [row.raw for row in rows]
+    """Accounts as Plaid shapes them, balances as JSON numbers (fresh rows hold Decimals)."""
+    return [plain_json(row.raw) for row in rows]
 
 
 @router.post("/create-link-token", status_code=201, response_model=LinkTokenResponse)

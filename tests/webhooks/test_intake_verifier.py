@@ -115,15 +115,18 @@ async def test_cheap_refusals_fetch_no_key(make_verifier: MakeVerifier, keys: Ke
     assert keys.fetches.total() == 0
 
 
-async def test_an_unknown_kid_is_not_remembered_as_a_key(
-    make_verifier: MakeVerifier, keys: KeyStandIn
+async def test_an_unknown_kid_is_refused_for_a_while_then_asked_again(
+    make_verifier: MakeVerifier, keys: KeyStandIn, clock: Clock
 ) -> None:
-    verifier = make_verifier()
+    verifier = make_verifier(unknown_kid_ttl=60)
     key = SigningKey()
     body = webhook_body()
 
     assert await _refusal(verifier, key.sign(body), body) == "unknown_key"
+    assert await _refusal(verifier, key.sign(body), body) == "unknown_key"
+    assert keys.fetches == {key.kid: 1}  # made-up kids cannot make us call Plaid per request
     keys.add(key)
+    clock.now += 61
     await verifier.verify(key.sign(body), body)
     assert keys.fetches == {key.kid: 2}
 

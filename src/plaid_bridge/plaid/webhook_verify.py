@@ -34,6 +34,8 @@ MAX_HEADER_LENGTH = 2048  # a Plaid header is about 400 characters
 MAX_KID_LENGTH = 128
 MAX_CACHED_KEYS = 100
 FETCH_TIMEOUT_SECONDS = 5.0  # Plaid gives up on a webhook after 10 s
+UNKNOWN_KID_TTL_SECONDS = 60.0  # a kid Plaid does not know is refused without asking again
+MAX_UNKNOWN_KIDS = 1000
 _TRANSIENT = frozenset({PlaidErrorClass.PLAID_TRANSIENT, PlaidErrorClass.RATE_LIMITED})
 
 
@@ -64,6 +66,7 @@ class WebhookVerifier:
         clock: Callable[[], float] = time.time,
         max_keys: int = MAX_CACHED_KEYS,
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
+        unknown_kid_ttl: float = UNKNOWN_KID_TTL_SECONDS,
     ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
@@ -75,6 +78,9 @@ class WebhookVerifier:
         self._fetch_timeout = fetch_timeout
         self._keys: OrderedDict[str, _VerificationKey] = OrderedDict()
         self._fetches: dict[str, asyncio.Task[_VerificationKey | str]] = {}
+        # Kids Plaid said it does not know, until when: made-up kids cost one fetch, not one each.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._unknown_kid_ttl = unknown_kid_ttl
 
     async def verify(self, header: str | None, body: bytes) -> None:
         """Returns only if `header` is Plaid's valid signature of exactly `body`.
@@ -115,6 +121,11 @@ class WebhookVerifier:
         if cached is not None:
             self._keys.move_to_end(kid)
             return cached
+        refused_until = self._unknown.get(kid)
+        if refused_until is not None:
+            if self._clock() < refused_until:
+                raise WebhookVerificationError("unknown_key")
+            del self._unknown[kid]
         loop = asyncio.get_running_loop()
         fetch = self._fetches.get(kid)
         if fetch is None or fetch.get_loop() is not loop:
@@ -146,7 +157,12 @@ class WebhookVerifier:
                 "webhooks.key_fetch_failed",
                 extra={"kid": kid, "plaid_error_code": error.error_code, "transient": transient},
             )
-            return "key_fetch_failed" if transient else "unknown_key"
+            if transient:
+                return "key_fetch_failed"
+            self._unknown[kid] = self._clock() + self._unknown_kid_ttl
+            while len(self._unknown) > MAX_UNKNOWN_KIDS:
+                self._unknown.popitem(last=False)
+            return "unknown_key"
         if (found.kid, found.alg, found.kty, found.crv) != (kid, ALGORITHM, "EC", "P-256"):
             logger.warning("webhooks.key_unusable", extra={"kid": kid})
             return "key_unusable"

@@ -172,6 +172,50 @@ async def test_login_required_then_repaired_without_the_client(live: Live) -> No
     assert (await live.event_types(item_id)).count("connection.needs_reauth") == 1
 
 
+async def test_login_required_then_reauth_through_the_client(live: Live) -> None:
+    item_id = await live.linked()
+    plaid = live.api.services.plaid
+    headers = live.api.auth(role="MEMBER")
+
+    before = await live.inbox_size()
+    await plaid.sandbox_reset_login(access_token=await live.token(item_id))
+    await live.settled(before + 1)
+    health = await live.api.client.get(f"{BASE}/connections/{item_id}/health", headers=headers)
+    assert health.json()["status"] == "CRITICAL"
+    assert health.json()["needsReauth"] is True
+    # A second ERROR webhook within 24 hours: no second notification.
+    before = await live.inbox_size()
+    await plaid.sandbox_fire_webhook(
+        access_token=await live.token(item_id), webhook_code="ERROR", webhook_type="ITEM"
+    )
+    await live.settled(before + 1)
+    assert (await live.event_types(item_id)).count("connection.needs_reauth") == 1
+
+    link = await live.api.client.post(
+        f"{BASE}/connections/{item_id}/reauth", json={}, headers=headers
+    )
+    assert link.status_code == 201, link.text
+    too_soon = await live.api.client.post(
+        f"{BASE}/connections/{item_id}/reauth/complete", headers=headers
+    )
+    assert too_soon.status_code == 409
+    assert too_soon.json()["error"]["needsReauth"] is True
+
+    finished = await live.emulator.post(
+        "/emulator/link/complete", json={"linkToken": link.json()["linkToken"]}
+    )
+    assert finished.status_code == 200, finished.text
+    done = await live.api.client.post(
+        f"{BASE}/connections/{item_id}/reauth/complete", headers=headers
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "ACTIVE"
+    assert (await live.connection(item_id))["status"] == "ACTIVE"
+    assert (await live.event_types(item_id)).count("connection.repaired") == 1
+    health = await live.api.client.get(f"{BASE}/connections/{item_id}/health", headers=headers)
+    assert health.json()["needsReauth"] is False
+
+
 async def test_a_bank_outage_is_an_error_without_reauth(
     live: Live, emulator: EmulatorServer
 ) -> None:

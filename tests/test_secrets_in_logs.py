@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -73,6 +74,20 @@ async def test_full_flow_logs_no_secret(
     await api.client.delete(f"{BASE}/connections/{item_id}", headers=headers)
 
     output = log_output.getvalue()
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    # Plaid calls made by requests (the test's own sandbox calls to make public tokens are not).
+    plaid_calls = [
+        line
+        for line in lines
+        if line.get("event") == "plaid.call" and not line["endpoint"].startswith("/sandbox/")
+    ]
+    assert plaid_calls
+    missing = [line for line in plaid_calls if not (line.get("request_id") and line.get("org_id"))]
+    assert missing == []
+    assert any(line.get("item_id") == item_id for line in plaid_calls)
+    answered = [line for line in plaid_calls if line["outcome"] == "ok"]
+    assert answered
+    assert all(line.get("plaid_request_id") for line in answered)
     assert link.status_code == 201
     assert "plaid.exchange.stored" in output
     assert "request.unexpected_error" in output

@@ -25,6 +25,7 @@ from plaid_bridge.connections.schemas import ExchangeRequest, LinkTokenRequest
 from plaid_bridge.db import Database, utcnow
 from plaid_bridge.dependencies import Caller, Services
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
+from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.types import Account, LinkToken
 from plaid_bridge.security.crypto import TokenCipher
@@ -129,6 +130,7 @@ async def find_connection(session: AsyncSession, caller: Caller, item_id: str) -
     )
     if connection is None:
         raise NotFound("No such connection.", code="CONNECTION_NOT_FOUND")
+    item_id_var.set(item_id)  # every later log line of the request names the Item
     return connection
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Index, String, Text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from plaid_bridge.db import Base, BigId, utcnow
 from plaid_bridge.redaction import redact
+
+if TYPE_CHECKING:
+    from plaid_bridge.dependencies import Caller
 
 
 @dataclass(slots=True)
@@ -124,4 +127,39 @@ async def record_failure(
         plaid_request_id=plaid_request_id,
         ip=action.ip,
         error_code=error_code,
+    )
+
+
+def begin_for(caller: Caller, action: str, item_id: str | None = None) -> None:
+    """`begin` for the authenticated caller of the current request."""
+    begin(
+        org_id=caller.org_id,
+        action=action,
+        user_id=caller.user_id,
+        item_id=item_id,
+        request_id=caller.request_id,
+        ip=caller.ip,
+    )
+
+
+async def record_for(
+    session: AsyncSession,
+    caller: Caller,
+    action: str,
+    *,
+    item_id: str | None = None,
+    plaid_request_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    """`record` a successful action of the authenticated caller of the current request."""
+    return await record(
+        session,
+        org_id=caller.org_id,
+        action=action,
+        user_id=caller.user_id,
+        item_id=item_id,
+        request_id=caller.request_id,
+        plaid_request_id=plaid_request_id,
+        ip=caller.ip,
+        details=details,
     )

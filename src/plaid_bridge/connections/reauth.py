@@ -25,38 +25,6 @@ REAUTH_LINK_TOKEN_CREATED = "REAUTH_LINK_TOKEN_CREATED"
 REAUTH_COMPLETED = "REAUTH_COMPLETED"
 
 
-def _begin(caller: Caller, action: str, item_id: str) -> None:
-    audit.begin(
-        org_id=caller.org_id,
-        action=action,
-        user_id=caller.user_id,
-        item_id=item_id,
-        request_id=caller.request_id,
-        ip=caller.ip,
-    )
-
-
-async def _audit(
-    session: AsyncSession,
-    caller: Caller,
-    action: str,
-    item_id: str,
-    plaid_request_id: str | None,
-    details: dict[str, object],
-) -> None:
-    await audit.record(
-        session,
-        org_id=caller.org_id,
-        action=action,
-        user_id=caller.user_id,
-        item_id=item_id,
-        request_id=caller.request_id,
-        plaid_request_id=plaid_request_id,
-        ip=caller.ip,
-        details=details,
-    )
-
-
 async def create_link_token(
     *,
     services: Services,
@@ -71,7 +39,7 @@ async def create_link_token(
     connection is 409 (Plaid does not repair those: the user connects again); a removed one
     404. A Plaid failure that reveals login-required or revoked is recorded on the connection.
     """
-    _begin(caller, REAUTH_LINK_TOKEN_CREATED, connection.item_id)
+    audit.begin_for(caller, REAUTH_LINK_TOKEN_CREATED, connection.item_id)
     if connection.status == ConnectionStatus.REVOKED.value:
         raise Conflict(
             "Access to this bank was revoked; connect the bank again.",
@@ -86,13 +54,13 @@ async def create_link_token(
     except PlaidError as error:
         await service.note_plaid_error(services, connection, error)
         raise
-    await _audit(
+    await audit.record_for(
         session,
         caller,
         REAUTH_LINK_TOKEN_CREATED,
-        connection.item_id,
-        link.request_id,
-        {"accountSelection": selection, "status": connection.status},
+        item_id=connection.item_id,
+        plaid_request_id=link.request_id,
+        details={"accountSelection": selection, "status": connection.status},
     )
     return link
 
@@ -111,7 +79,7 @@ async def complete(
     and a login-required or revoked state is recorded on the connection. Accounts that cannot
     be fetched for a transient reason leave `newAccountsAvailable` as it was.
     """
-    _begin(caller, REAUTH_COMPLETED, connection.item_id)
+    audit.begin_for(caller, REAUTH_COMPLETED, connection.item_id)
     token = await service.access_token(services, connection)
     try:
         item = await services.plaid.get_item(access_token=token)
@@ -149,13 +117,13 @@ async def complete(
         connection.consent_expires_at = item.consent_expiration_time
     refreshed = await _refresh_accounts(services, session, connection, token)
     await request_sync(session, connection.item_id, reason="reauth")
-    await _audit(
+    await audit.record_for(
         session,
         caller,
         REAUTH_COMPLETED,
-        connection.item_id,
-        item.request_id,
-        {"previousStatus": previous, "accountsRefreshed": refreshed},
+        item_id=connection.item_id,
+        plaid_request_id=item.request_id,
+        details={"previousStatus": previous, "accountsRefreshed": refreshed},
     )
     await session.flush()
     return connection

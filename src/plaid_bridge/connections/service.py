@@ -40,39 +40,6 @@ BALANCES_FETCHED = "BALANCES_FETCHED"
 CONNECTION_REMOVED = "CONNECTION_REMOVED"
 
 
-def _begin(caller: Caller, action: str, item_id: str | None = None) -> None:
-    audit.begin(
-        org_id=caller.org_id,
-        action=action,
-        user_id=caller.user_id,
-        item_id=item_id,
-        request_id=caller.request_id,
-        ip=caller.ip,
-    )
-
-
-async def _audit(
-    session: AsyncSession,
-    caller: Caller,
-    action: str,
-    *,
-    item_id: str | None = None,
-    plaid_request_id: str | None = None,
-    details: dict[str, object] | None = None,
-) -> None:
-    await audit.record(
-        session,
-        org_id=caller.org_id,
-        action=action,
-        user_id=caller.user_id,
-        item_id=item_id,
-        request_id=caller.request_id,
-        plaid_request_id=plaid_request_id,
-        ip=caller.ip,
-        details=details,
-    )
-
-
 def _subset(requested: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
     if requested is None:
         return list(allowed)
@@ -89,7 +56,7 @@ async def create_link_token(
 ) -> LinkToken:
     """A Link token for the caller, within the configured products and countries; audited."""
     settings = services.settings
-    _begin(caller, LINK_TOKEN_CREATED)
+    audit.begin_for(caller, LINK_TOKEN_CREATED)
     fixed = {
         "webhookUrl": (request.webhook_url, settings.webhook_url),
         "redirectUri": (request.redirect_uri, settings.plaid_redirect_uri),
@@ -111,7 +78,7 @@ async def create_link_token(
         language=request.language or settings.plaid_language,
         account_filters=request.account_filters,
     )
-    await _audit(
+    await audit.record_for(
         session,
         caller,
         LINK_TOKEN_CREATED,
@@ -232,7 +199,7 @@ async def exchange(
     anything fails after Plaid created the Item (accounts fetch, database), the Item is removed
     at Plaid again so that no orphan keeps billing.
     """
-    _begin(caller, TOKEN_EXCHANGED)
+    audit.begin_for(caller, TOKEN_EXCHANGED)
     if request.institution_id and not request.allow_duplicate:
         async with services.database.transaction() as session:
             existing = await _duplicate(session, caller, request.institution_id)
@@ -244,7 +211,7 @@ async def exchange(
             )
     plaid = services.plaid
     exchanged = await plaid.exchange_public_token(public_token=request.public_token)
-    _begin(caller, TOKEN_EXCHANGED, exchanged.item_id)
+    audit.begin_for(caller, TOKEN_EXCHANGED, exchanged.item_id)
     try:
         return await _store_new_connection(
             services,
@@ -291,7 +258,7 @@ async def _store_new_connection(
         session.add(connection)
         await session.flush()
         rows = await store_accounts(session, connection, accounts)
-        await _audit(
+        await audit.record_for(
             session,
             caller,
             TOKEN_EXCHANGED,
@@ -299,7 +266,7 @@ async def _store_new_connection(
             plaid_request_id=exchange_request_id,
             details={"institutionId": institution_id, "accounts": len(rows)},
         )
-        await _audit(session, caller, ACCOUNTS_FETCHED, item_id=item_id)
+        await audit.record_for(session, caller, ACCOUNTS_FETCHED, item_id=item_id)
         await events.emit(
             session,
             org_id=caller.org_id,
@@ -333,7 +300,7 @@ async def refresh_accounts(
 ) -> list[PlaidAccount]:
     """Fetch accounts (or real-time balances) from Plaid and store them; audited."""
     action = BALANCES_FETCHED if balances else ACCOUNTS_FETCHED
-    _begin(caller, action, connection.item_id)
+    audit.begin_for(caller, action, connection.item_id)
     token = await access_token(services, connection)
     try:
         if balances:
@@ -344,7 +311,7 @@ async def refresh_accounts(
         await note_plaid_error(services, connection, error)
         raise
     rows = await store_accounts(session, connection, accounts)
-    await _audit(session, caller, action, item_id=connection.item_id)
+    await audit.record_for(session, caller, action, item_id=connection.item_id)
     return rows
 
 
@@ -387,7 +354,7 @@ async def remove(
     purge: bool,
 ) -> PlaidConnection:
     """Remove the Item at Plaid (already gone is fine), erase the token, mark it REMOVED."""
-    _begin(caller, CONNECTION_REMOVED, connection.item_id)
+    audit.begin_for(caller, CONNECTION_REMOVED, connection.item_id)
     plaid_request_id = None
     if connection.access_token_encrypted is not None:
         token = await access_token(services, connection)
@@ -402,7 +369,7 @@ async def remove(
         await session.execute(
             delete(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
         )
-    await _audit(
+    await audit.record_for(
         session,
         caller,
         CONNECTION_REMOVED,

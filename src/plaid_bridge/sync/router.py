@@ -24,24 +24,9 @@ class SyncRequested(CamelModel):
 async def trigger_sync(item_id: str, caller: Member, session: SessionDep) -> SyncRequested:
     """Ask for a transactions sync; coalesces with one already queued or running."""
     connection = await find_connection(session, caller, item_id)
-    audit.begin(
-        org_id=caller.org_id,
-        action=SYNC_REQUESTED,
-        user_id=caller.user_id,
-        item_id=item_id,
-        request_id=caller.request_id,
-        ip=caller.ip,
-    )
+    audit.begin_for(caller, SYNC_REQUESTED, item_id)
     if not connection.live:
         raise NotFound("This connection was removed.", code="CONNECTION_REMOVED")
     await request_sync(session, item_id, reason="manual")
-    await audit.record(
-        session,
-        org_id=caller.org_id,
-        action=SYNC_REQUESTED,
-        user_id=caller.user_id,
-        item_id=item_id,
-        request_id=caller.request_id,
-        ip=caller.ip,
-    )
+    await audit.record_for(session, caller, SYNC_REQUESTED, item_id=item_id)
     return SyncRequested()

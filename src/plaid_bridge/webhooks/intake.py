@@ -65,13 +65,7 @@ async def replay(session: AsyncSession, caller: Caller, event_id: int) -> None:
     """Put an event of the caller's org back in the queue (PENDING, no attempts, no claim) and
     audit it. NotFound unless its Item is a connection of the caller's org; Conflict while a
     worker holds a live claim on it (resetting that would let two workers process it)."""
-    audit.begin(
-        org_id=caller.org_id,
-        action=WEBHOOK_REPLAYED,
-        user_id=caller.user_id,
-        request_id=caller.request_id,
-        ip=caller.ip,
-    )
+    audit.begin_for(caller, WEBHOOK_REPLAYED)
     event = await session.scalar(
         select(WebhookEvent)
         .join(PlaidConnection, PlaidConnection.item_id == WebhookEvent.item_id)
@@ -100,14 +94,11 @@ async def replay(session: AsyncSession, caller: Caller, event_id: int) -> None:
             "This webhook is being processed right now; try again shortly.",
             code="WEBHOOK_IN_PROGRESS",
         )
-    await audit.record(
+    await audit.record_for(
         session,
-        org_id=caller.org_id,
-        action=WEBHOOK_REPLAYED,
-        user_id=caller.user_id,
+        caller,
+        WEBHOOK_REPLAYED,
         item_id=event.item_id,
-        request_id=caller.request_id,
-        ip=caller.ip,
         details={
             "eventId": event_id,
             "webhookType": event.webhook_type,

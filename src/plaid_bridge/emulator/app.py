@@ -27,6 +27,7 @@ from plaid_bridge.emulator.config import EmulatorConfig
 from plaid_bridge.emulator.control import control_routes
 from plaid_bridge.emulator.errors import PlaidAPIError, fault_error
 from plaid_bridge.emulator.faults import DroppedConnection, quiet_expected_drops
+from plaid_bridge.emulator.ledger import encode_json
 from plaid_bridge.emulator.plaid_api import ENDPOINTS, Call, require_healthy, sync_position
 from plaid_bridge.emulator.requests import TransactionsSyncRequest, parse
 from plaid_bridge.emulator.state import EmulatorState, request_id
@@ -136,7 +137,7 @@ class PlaidDispatcher:
             require_healthy(call.item)
         body = await endpoint.handler(state, call, req)
         body["request_id"] = call.request_id
-        return JSONResponse(body)
+        return Response(encode_json(body), media_type="application/json")
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

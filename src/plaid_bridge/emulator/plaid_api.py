@@ -289,8 +289,9 @@ async def transactions_sync(
     if offset > len(ops):
         raise PlaidAPIError("INVALID_FIELD", "cursor: not a valid cursor for this Item")
     end = offset + position.count
-    added: list[dict[str, Any]] = []
-    modified: list[dict[str, Any]] = []
+    described = bool(req.options and req.options.include_original_description)
+    added: list[Any] = []
+    modified: list[Any] = []
     removed: list[dict[str, Any]] = []
     live = ledger.live
     for op, transaction_id in ops[offset:end]:
@@ -298,11 +299,13 @@ async def transactions_sync(
             removed.append(
                 {"transaction_id": transaction_id, "account_id": ledger.account_of(transaction_id)}
             )
+            continue
+        if described:
+            txn = live[transaction_id]
+            changed: Any = {**txn, "original_description": txn["name"].upper()}
         else:
-            (added if op == "added" else modified).append(live[transaction_id])
-    if req.options and req.options.include_original_description:
-        added = [{**t, "original_description": t["name"].upper()} for t in added]
-        modified = [{**t, "original_description": t["name"].upper()} for t in modified]
+            changed = ledger.encoded(transaction_id)  # pre-encoded: pages are joins, not encodes
+        (added if op == "added" else modified).append(changed)
     has_more = end < len(ops)
     cursor = Cursor(item.item_id, base, head, end) if has_more else Cursor(item.item_id, head)
     return {

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -164,9 +165,19 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed if the block succeeds, else rolled back."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A session inside one transaction: committed if the block succeeds, else rolled back.
+
+        The session is closed shielded from cancellation: a cancelled task (a client gone, a
+        worker stopping) still rolls back and returns its connection, and on SQLite releases the
+        write lock at once instead of when the garbage collector finds the connection.
+        """
+        session = self.sessions()
+        try:
+            async with session.begin():
+                yield session
+        finally:
+            with anyio.CancelScope(shield=True):
+                await session.close()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

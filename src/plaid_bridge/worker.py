@@ -279,7 +279,7 @@ class Worker:
                     .where(PlaidConnection.item_id == item_id)
                     .with_for_update()
                 )
-            applied = await handlers.handle(session, connection, payload, event)
+            applied = await handlers.handle(session, connection, payload)
         finally:
             item_id_var.reset(token)
         self._finish(event, InboxStatus.DONE, None)

@@ -22,14 +22,13 @@ from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import ConnectionStatus, PlaidAccount, PlaidConnection
 from plaid_bridge.plaid.errors import PlaidErrorClass, classify
 from plaid_bridge.sync.requests import request_sync
-from plaid_bridge.webhooks.models import WebhookEvent
 
 __all__ = ["HANDLERS", "Handler", "Payload", "handle"]
 
 logger = logging.getLogger("plaid_bridge.webhooks")
 
 Payload = dict[str, Any]
-Handler = Callable[[AsyncSession, PlaidConnection | None, Payload, WebhookEvent], Awaitable[None]]
+Handler = Callable[[AsyncSession, PlaidConnection, Payload], Awaitable[None]]
 
 _S = ConnectionStatus
 
@@ -103,14 +102,10 @@ async def _account(
 
 async def _transactions(
     session: AsyncSession,
-    connection: PlaidConnection | None,
+    live: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
     """Queue a (coalesced) sync; remember how far Plaid's initial and historical pulls got."""
-    live = _live(connection, payload)
-    if live is None:
-        return
     code = str(payload.get("webhook_code"))
     # Flags only ever turn on: a late legacy webhook must not undo a newer SYNC_UPDATES one.
     if payload.get("initial_update_complete") is True or code in (
@@ -125,15 +120,11 @@ async def _transactions(
 
 async def _item_error(
     session: AsyncSession,
-    connection: PlaidConnection | None,
+    live: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
     """Login-class errors need the user; revocation revokes; anything else is a (transient)
     ERROR carrying Plaid's code."""
-    live = _live(connection, payload)
-    if live is None:
-        return
     error = payload.get("error")
     code = error.get("error_code") if isinstance(error, dict) else None
     if not isinstance(error, dict) or not isinstance(code, str):
@@ -163,14 +154,10 @@ async def _item_error(
 
 async def _pending_expiration(
     session: AsyncSession,
-    connection: PlaidConnection | None,
+    live: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
     """PENDING_EXPIRATION with the consent deadline (PENDING_DISCONNECT: the disconnect time)."""
-    live = _live(connection, payload)
-    if live is None:
-        return
     disconnect = payload.get("webhook_code") == "PENDING_DISCONNECT"
     field = "disconnect_time" if disconnect else "consent_expiration_time"
     deadline = _timestamp(payload.get(field))
@@ -189,13 +176,9 @@ async def _pending_expiration(
 
 async def _permission_revoked(
     session: AsyncSession,
-    connection: PlaidConnection | None,
+    live: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
-    live = _live(connection, payload)
-    if live is None:
-        return
     error = payload.get("error")
     code = error.get("error_code") if isinstance(error, dict) else None
     await lifecycle.transition(
@@ -209,14 +192,10 @@ async def _permission_revoked(
 
 async def _account_revoked(
     session: AsyncSession,
-    connection: PlaidConnection | None,
+    live: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
     """Mark the named account revoked; the event goes out only when it was not already."""
-    live = _live(connection, payload)
-    if live is None:
-        return
     account = await _account(session, live, payload)
     if account is None or account.revoked:
         return
@@ -232,13 +211,11 @@ async def _account_revoked(
 
 async def _login_repaired(
     session: AsyncSession,
-    connection: PlaidConnection | None,
-    payload: Payload,
-    _event: WebhookEvent,
+    live: PlaidConnection,
+    _payload: Payload,
 ) -> None:
     """Back to ACTIVE with the error cleared (emits connection.repaired), then catch up."""
-    live = _live(connection, payload)
-    if live is None or live.status not in _REPAIRABLE:
+    if live.status not in _REPAIRABLE:
         return
     if await lifecycle.transition(session, live, _S.ACTIVE):
         await request_sync(session, live.item_id, reason="webhook:LOGIN_REPAIRED")
@@ -246,13 +223,9 @@ async def _login_repaired(
 
 async def _new_accounts(
     session: AsyncSession,
-    connection: PlaidConnection | None,
-    payload: Payload,
-    _event: WebhookEvent,
+    live: PlaidConnection,
+    _payload: Payload,
 ) -> None:
-    live = _live(connection, payload)
-    if live is None:
-        return
     live.new_accounts_available = True
     await events.emit(
         session,
@@ -266,28 +239,22 @@ async def _new_accounts(
 
 async def _acknowledged(
     _session: AsyncSession,
-    connection: PlaidConnection | None,
+    _connection: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
     """Nothing to change: the inbox row is the record."""
-    if _live(connection, payload) is not None:
-        logger.info(
-            "webhook.webhook_update_acknowledged",
-            extra={"new_webhook_url": payload.get("new_webhook_url")},
-        )
+    logger.info(
+        "webhook.webhook_update_acknowledged",
+        extra={"new_webhook_url": payload.get("new_webhook_url")},
+    )
 
 
 async def _verification(
     session: AsyncSession,
-    connection: PlaidConnection | None,
+    live: PlaidConnection,
     payload: Payload,
-    _event: WebhookEvent,
 ) -> None:
     """The account's Auth verification status, as Plaid reports it on /accounts/get."""
-    live = _live(connection, payload)
-    if live is None:
-        return
     account = await _account(session, live, payload)
     status = VERIFICATION_STATUS[str(payload.get("webhook_code"))]
     if account is None or account.verification_status == status:
@@ -332,14 +299,17 @@ async def handle(
     session: AsyncSession,
     connection: PlaidConnection | None,
     payload: Payload,
-    event: WebhookEvent,
 ) -> bool:
     """Apply the webhook's effect in `session`; False (and logged) when its type/code is not one
-    we act on, which is not an error: Plaid adds codes, and they are stored all the same."""
+    we act on, or its Item is unknown or removed, which is not an error: Plaid adds codes, and
+    such webhooks are stored all the same."""
     key = (str(payload.get("webhook_type")), str(payload.get("webhook_code")))
     handler = HANDLERS.get(key)
     if handler is None:
         logger.info("webhook.unhandled", extra={"webhook_type": key[0], "webhook_code": key[1]})
         return False
-    await handler(session, connection, payload, event)
+    live = _live(connection, payload)
+    if live is None:
+        return False
+    await handler(session, live, payload)
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,11 @@ class AuditPage(CamelModel):
     next_after: int | None
 
 
+def _next_after(rows: Sequence[Event] | Sequence[AuditLog], limit: int) -> int | None:
+    """The keyset cursor of the next page; None once a page comes back short."""
+    return rows[-1].id if len(rows) == limit else None
+
+
 @router.get("/events", response_model=EventPage)
 async def list_events(
     caller: Viewer,
@@ -65,17 +71,8 @@ async def list_events(
         )
     ).all()
     return EventPage(
-        events=[
-            EventOut(
-                id=row.id,
-                type=row.type,
-                item_id=row.item_id,
-                created_at=row.created_at,
-                data=row.data,
-            )
-            for row in rows
-        ],
-        next_after=rows[-1].id if len(rows) == limit else None,
+        events=[EventOut.model_validate(row, from_attributes=True) for row in rows],
+        next_after=_next_after(rows, limit),
     )
 
 
@@ -93,21 +90,6 @@ async def list_audit(
         query = query.where(AuditLog.item_id == item_id)
     rows = (await session.scalars(query.order_by(AuditLog.id).limit(limit))).all()
     return AuditPage(
-        entries=[
-            AuditEntry(
-                id=row.id,
-                action=row.action,
-                outcome=row.outcome,
-                user_id=row.user_id,
-                item_id=row.item_id,
-                request_id=row.request_id,
-                plaid_request_id=row.plaid_request_id,
-                ip=row.ip,
-                error_code=row.error_code,
-                details=row.details,
-                created_at=row.created_at,
-            )
-            for row in rows
-        ],
-        next_after=rows[-1].id if len(rows) == limit else None,
+        entries=[AuditEntry.model_validate(row, from_attributes=True) for row in rows],
+        next_after=_next_after(rows, limit),
     )

@@ -18,6 +18,7 @@ from plaid_bridge.plaid import (
     Transaction,
     WebhookKey,
 )
+from plaid_bridge.plaid.types import NotJson, document
 
 
 def load(text: str) -> dict[str, Any]:
@@ -65,28 +66,31 @@ def account_json() -> dict[str, Any]:
     }
 
 
-def test_floats_are_refused_as_money() -> None:
-    with pytest.raises(TypeError):
-        Transaction.from_json(transaction_json())
+def encoded(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, indent=2).encode()
 
 
-def test_amounts_are_exact_decimals() -> None:
-    obj = load(json.dumps(transaction_json()).replace("0.1", "0.10000000000000000001"))
-    transaction = Transaction.from_json(obj)
+def test_amounts_are_read_from_their_text_exactly() -> None:
+    data = encoded(transaction_json()).replace(b"0.1", b"0.10000000000000000001")
+    transaction = Transaction.from_json(data)
     assert transaction.amount == Decimal("0.10000000000000000001")
     assert transaction.raw["amount"] == Decimal("0.10000000000000000001")
-    assert Transaction.from_json(load(json.dumps(transaction_json(amount=-12)))).amount == -12
+    assert '"amount":0.10000000000000000001,' in transaction.raw_json
+    assert Transaction.from_json(encoded(transaction_json(amount=-12))).amount == -12
+    assert Transaction.from_json(encoded(transaction_json(amount=1e-7))).amount == Decimal("1e-7")
 
 
 def test_a_transaction_keeps_plaids_fields_and_shape() -> None:
-    transaction = Transaction.from_json(load(json.dumps(transaction_json())))
+    transaction = Transaction.from_json(encoded(transaction_json()))
     assert transaction.date == dt.date(2024, 3, 1)
     assert transaction.authorized_date == dt.date(2024, 2, 29)
     assert transaction.datetime == dt.datetime(2024, 3, 1, 10, 15, tzinfo=dt.UTC)
     assert transaction.category == ("Food and Drink", "Coffee")
     assert transaction.pending_transaction_id == "tx-0"
     assert transaction.raw["personal_finance_category"]["detailed"] == "COFFEE"
-    assert set(transaction.raw) == set(transaction_json())
+    assert transaction.raw == load(json.dumps(transaction_json()))
+    # Plaid's object as sent, without the whitespace between tokens.
+    assert transaction.raw_json == json.dumps(transaction_json(), separators=(",", ":"))
 
 
 @pytest.mark.parametrize(
@@ -95,14 +99,28 @@ def test_a_transaction_keeps_plaids_fields_and_shape() -> None:
         {"transaction_id": None},
         {"amount": "12.00"},
         {"amount": True},
+        {"amount": None},
         {"date": "yesterday"},
         {"pending": "no"},
+        {"pending": 0},
         {"datetime": "2024-03-01T10:15:00"},
+        {"category": "Coffee"},
     ],
 )
 def test_a_transaction_not_shaped_as_plaid_documents_is_refused(broken: dict[str, Any]) -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
-        Transaction.from_json(load(json.dumps(transaction_json(**broken))))
+        Transaction.from_json(encoded(transaction_json(**broken)))
+
+
+def test_json_that_is_not_an_object_is_told_apart_from_a_wrong_shape() -> None:
+    for body in (b"[1, 2]", b"{", b'{"amount": NaN}', b"\xff"):
+        with pytest.raises(NotJson):
+            document(body)
+    with pytest.raises(NotJson):
+        SyncPage.from_json(b"{")
+    with pytest.raises(ValueError, match="Expected `array`") as shape:
+        SyncPage.from_json(b'{"added": 1}')
+    assert not isinstance(shape.value, NotJson)
 
 
 def test_an_account_keeps_plaids_object() -> None:
@@ -114,7 +132,7 @@ def test_an_account_keeps_plaids_object() -> None:
 
 
 def test_a_sync_page_and_its_not_ready_form() -> None:
-    document = json.dumps(
+    body = json.dumps(
         {
             "added": [transaction_json()],
             "modified": [],
@@ -126,20 +144,22 @@ def test_a_sync_page_and_its_not_ready_form() -> None:
             "request_id": "r",
         }
     )
-    page = SyncPage.from_json(load(document))
+    page = SyncPage.from_json(body.encode())
     assert (len(page.added), page.removed[0].transaction_id, page.has_more) == (1, "tx-0", True)
     assert not page.not_ready
     empty = SyncPage.from_json(
-        {
-            "added": [],
-            "modified": [],
-            "removed": [],
-            "next_cursor": "",
-            "has_more": False,
-            "accounts": [],
-            "transactions_update_status": "NOT_READY",
-            "request_id": "r",
-        }
+        encoded(
+            {
+                "added": [],
+                "modified": [],
+                "removed": [],
+                "next_cursor": "",
+                "has_more": False,
+                "accounts": [],
+                "transactions_update_status": "NOT_READY",
+                "request_id": "r",
+            }
+        )
     )
     assert empty.not_ready
 

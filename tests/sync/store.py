@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import Database
@@ -19,11 +19,6 @@ from plaid_bridge.transactions.models import PlaidTransaction
 Transactions = dict[str, dict[str, Any]]
 
 
-def exact(document: Any) -> Any:
-    """A JSON document with every number as a Decimal (how both sides are compared)."""
-    return json.loads(json.dumps(document), parse_float=Decimal)
-
-
 async def ledger(control: httpx.AsyncClient, item_id: str) -> Transactions:
     """The emulator's transactions for the Item, as a complete sync would leave them."""
     response = await control.get("/emulator/ledger", params={"item_id": item_id})
@@ -33,19 +28,20 @@ async def ledger(control: httpx.AsyncClient, item_id: str) -> Transactions:
 
 
 async def stored(database: Database, item_id: str) -> Transactions:
-    """The Item's live stored transactions as Plaid objects with the exact stored amount; also
-    checks that the typed columns agree with the raw object."""
+    """The Item's live stored transactions: Plaid's objects read exactly from the stored JSON
+    text, with the amount from its exact column; also checks that the typed columns agree with
+    the raw object."""
     async with database.transaction() as session:
         rows = (
-            await session.scalars(
-                select(PlaidTransaction)
+            await session.execute(
+                select(PlaidTransaction, cast(PlaidTransaction.raw, Text).label("raw_text"))
                 .join(PlaidConnection, PlaidConnection.id == PlaidTransaction.connection_id)
                 .where(PlaidConnection.item_id == item_id, PlaidTransaction.removed.is_(False))
             )
         ).all()
     result: Transactions = {}
-    for row in rows:
-        raw = exact(row.raw)
+    for row, raw_text in rows:
+        raw = json.loads(raw_text, parse_float=Decimal)
         assert row.transaction_id == raw["transaction_id"]
         assert row.account_id == raw["account_id"]
         assert row.pending == raw["pending"]

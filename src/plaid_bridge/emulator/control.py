@@ -19,6 +19,7 @@ from starlette.routing import Route
 from plaid_bridge.emulator.errors import PlaidAPIError
 from plaid_bridge.emulator.institutions import DEFAULT_INSTITUTION, INSTITUTIONS
 from plaid_bridge.emulator.items import Item
+from plaid_bridge.emulator.ledger import encode_json
 from plaid_bridge.emulator.requests import AdvanceRequest, FaultCreate, LinkCompleteRequest, parse
 from plaid_bridge.emulator.state import EmulatorState, request_id
 
@@ -126,7 +127,8 @@ class Control:
         """The Item's transactions as a complete sync would leave them."""
         item_id = request.query_params.get("item_id") or request.query_params.get("itemId")
         item = self._item(item_id)
-        return JSONResponse({"transactions": list(item.ledger.live.values())})
+        transactions = [item.ledger.encoded(key) for key in item.ledger.live]
+        return Response(encode_json({"transactions": transactions}), media_type="application/json")
 
     async def webhooks(self, request: Request) -> Response:
         """Webhooks sent so far (after in-flight ones finish when `wait=true`)."""

@@ -19,7 +19,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
 Op = Literal["added", "modified", "removed"]
+# Compact UTF-8 JSON, as json.dumps(separators=(",", ":"), ensure_ascii=False) writes it, in C;
+# a Decimal (a test's exact amount) is written as the number it is.
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
 class JsonFragment(str):
@@ -35,7 +40,7 @@ def encode_json(value: Any) -> str:
         return "{" + ",".join(members) + "}"
     if _has_fragments(value):
         return "[" + ",".join(encode_json(item) for item in value) + "]"
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value).decode()
 
 
 def _has_fragments(value: Any) -> bool:
@@ -113,7 +118,7 @@ class Ledger:
         a join, not 700 KB of encoding (transactions are replaced on change, never mutated)."""
         fragment = self._encoded.get(transaction_id)
         if fragment is None:
-            fragment = JsonFragment(encode_json(self.live[transaction_id]))
+            fragment = JsonFragment(_ENCODER.encode(self.live[transaction_id]).decode())
             self._encoded[transaction_id] = fragment
         return fragment
 

@@ -8,13 +8,11 @@ configuration, whose debug switch is pinned off because it would print the secre
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -63,11 +61,14 @@ from plaid_bridge.plaid.types import (
     Institution,
     Json,
     LinkToken,
+    NotJson,
     PlaidItem,
     PublicToken,
     SyncPage,
     TokenExchange,
     WebhookKey,
+    document,
+    request_id_in,
 )
 
 if TYPE_CHECKING:
@@ -121,12 +122,13 @@ class QuietConfiguration(plaid.Configuration):  # type: ignore[misc]  # the SDK 
         _quiet_sdk_loggers()
 
 
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid in a Plaid answer")
+def _object(from_json: Callable[[Json], T]) -> Callable[[bytes], T]:
+    """A parser of a body that is one JSON object, read by `from_json`."""
 
+    def parse(data: bytes) -> T:
+        return from_json(document(data))
 
-# Built once: money is exact (Decimal), NaN/Infinity are refused.
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constants)
+    return parse
 
 
 def _request_id(obj: Json) -> str:
@@ -316,7 +318,7 @@ class PlaidClient:
             "/link/token/create",
             self._api.link_token_create,
             build,
-            LinkToken.from_json,
+            _object(LinkToken.from_json),
             retry=True,
         )
 
@@ -328,7 +330,7 @@ class PlaidClient:
             "/item/public_token/exchange",
             self._api.item_public_token_exchange,
             lambda: ItemPublicTokenExchangeRequest(public_token=public_token),
-            TokenExchange.from_json,
+            _object(TokenExchange.from_json),
             retry=False,
         )
 
@@ -339,7 +341,7 @@ class PlaidClient:
             "/item/get",
             self._api.item_get,
             lambda: ItemGetRequest(access_token=access_token),
-            PlaidItem.from_json,
+            _object(PlaidItem.from_json),
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -351,7 +353,7 @@ class PlaidClient:
             "/item/remove",
             self._api.item_remove,
             lambda: ItemRemoveRequest(access_token=access_token),
-            _request_id,
+            _object(_request_id),
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -364,7 +366,7 @@ class PlaidClient:
             "/item/webhook/update",
             self._api.item_webhook_update,
             lambda: ItemWebhookUpdateRequest(access_token=access_token, webhook=webhook),
-            PlaidItem.from_json,
+            _object(PlaidItem.from_json),
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -377,7 +379,7 @@ class PlaidClient:
             "/accounts/get",
             self._api.accounts_get,
             lambda: AccountsGetRequest(access_token=access_token),
-            Account.list_from_json,
+            _object(Account.list_from_json),
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -398,7 +400,7 @@ class PlaidClient:
             "/accounts/balance/get",
             self._api.accounts_balance_get,
             build,
-            Account.list_from_json,
+            _object(Account.list_from_json),
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -416,7 +418,7 @@ class PlaidClient:
                 institution_id=institution_id,
                 country_codes=[CountryCode(code) for code in codes],
             ),
-            Institution.from_json,
+            _object(Institution.from_json),
             retry=True,
         )
 
@@ -456,7 +458,7 @@ class PlaidClient:
             "/transactions/refresh",
             self._api.transactions_refresh,
             lambda: TransactionsRefreshRequest(access_token=access_token),
-            _request_id,
+            _object(_request_id),
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -470,7 +472,7 @@ class PlaidClient:
             "/webhook_verification_key/get",
             self._api.webhook_verification_key_get,
             lambda: WebhookVerificationKeyGetRequest(key_id=key_id),
-            WebhookKey.from_json,
+            _object(WebhookKey.from_json),
             retry=True,
         )
 
@@ -501,7 +503,7 @@ class PlaidClient:
             "/sandbox/public_token/create",
             self._api.sandbox_public_token_create,
             build,
-            PublicToken.from_json,
+            _object(PublicToken.from_json),
             retry=False,
         )
 
@@ -526,7 +528,7 @@ class PlaidClient:
             "/sandbox/item/fire_webhook",
             self._api.sandbox_item_fire_webhook,
             build,
-            _request_id,
+            _object(_request_id),
             retry=False,
             item_key=item_key_for(access_token),
         )
@@ -539,7 +541,7 @@ class PlaidClient:
             "/sandbox/item/reset_login",
             self._api.sandbox_item_reset_login,
             lambda: SandboxItemResetLoginRequest(access_token=access_token),
-            _request_id,
+            _object(_request_id),
             retry=False,
             item_key=item_key_for(access_token),
         )
@@ -551,7 +553,7 @@ class PlaidClient:
         endpoint: str,
         operation: Callable[..., Any],
         build: Callable[[], Any],
-        parse: Callable[[Json], T],
+        parse: Callable[[bytes], T],
         *,
         retry: bool,
         item_key: str | None = None,
@@ -607,7 +609,7 @@ class PlaidClient:
         self,
         operation: Callable[..., Any],
         build: Callable[[], Any],
-        parse: Callable[[Json], T],
+        parse: Callable[[bytes], T],
         timeout: float,
     ) -> tuple[str | None, T]:
         """One HTTP exchange, in a worker thread: send, read the raw body, release the
@@ -626,16 +628,11 @@ class PlaidClient:
             data = response.data
         finally:
             response.release_conn()
+        request_id = request_id_in(data)
         try:
-            document = _DECODER.decode(data.decode())
-        except ValueError:
+            return request_id, parse(data)
+        except NotJson:
             raise CallFailed(INVALID_RESPONSE, status=status) from None
-        if not isinstance(document, dict):
-            raise CallFailed(INVALID_RESPONSE, status=status)
-        request_id = document.get("request_id")
-        request_id = request_id if isinstance(request_id, str) else None
-        try:
-            return request_id, parse(document)
         except (KeyError, TypeError, ValueError, ArithmeticError):
             raise CallFailed(UNEXPECTED_RESPONSE, status=status, request_id=request_id) from None
 

@@ -1,9 +1,10 @@
 """The small, immutable types the rest of the service sees instead of SDK models.
 
-Each type is read from Plaid's JSON as parsed with `json.loads(data, parse_float=Decimal)`, so
-money is exact. `from_json` raises KeyError, TypeError or ValueError when a field Plaid documents
-as required is missing or of the wrong type; the client turns that into `UNEXPECTED_RESPONSE`.
-Objects the API passes through in Plaid's shape (accounts, transactions) keep it in `raw`.
+Each type is read from Plaid's JSON with every number kept exactly as written (Decimal), so money
+is exact. `from_json` raises KeyError, TypeError or ValueError when a field Plaid documents as
+required is missing or of the wrong type; the client turns that into `UNEXPECTED_RESPONSE` (and a
+body that is not JSON at all, `NotJson`, into `INVALID_RESPONSE`). Objects the API passes through
+in Plaid's shape (accounts, transactions) keep it in `raw`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from plaid_bridge.plaid.errors import PlaidErrorClass, classify
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "Balances",
     "Institution",
     "LinkToken",
+    "NotJson",
     "PlaidErrorInfo",
     "PlaidItem",
     "PublicToken",
@@ -29,9 +33,52 @@ __all__ = [
     "TokenExchange",
     "Transaction",
     "WebhookKey",
+    "document",
+    "request_id_in",
 ]
 
 Json = Mapping[str, Any]
+
+# Numbers become Decimal from their text; NaN and Infinity are not JSON and are refused.
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
+class NotJson(ValueError):
+    """A body that is not a JSON object at all (as opposed to one of the wrong shape)."""
+
+
+def document(data: bytes | str) -> Json:
+    """The JSON object in `data`, numbers exact; NotJson if it is not one."""
+    try:
+        value = _DECODER.decode(data)
+    except ValueError:  # malformed JSON, or a string that is not UTF-8
+        raise NotJson("not a JSON document") from None
+    if not isinstance(value, dict):
+        raise NotJson("not a JSON object")
+    return value
+
+
+class _RequestId(msgspec.Struct):
+    request_id: str | None = None
+
+
+_REQUEST_ID_DECODER = msgspec.json.Decoder(_RequestId)
+
+
+def request_id_in(data: bytes) -> str | None:
+    """Plaid's request id in a body, if it has a readable one (skims the rest unparsed)."""
+    try:
+        return _REQUEST_ID_DECODER.decode(data).request_id
+    except ValueError:
+        return None
+
+
+def _object_json(data: msgspec.Raw) -> Json:
+    """A nested value that must be an object (its not being one is a shape error)."""
+    try:
+        return document(bytes(data))
+    except NotJson:
+        raise TypeError("expected an object") from None
 
 
 def _str(obj: Json, key: str) -> str:
@@ -270,9 +317,60 @@ class Account:
         return tuple(cls.from_json(item) for item in _objects(obj, "accounts"))
 
 
+class _TransactionFields(msgspec.Struct, kw_only=True, frozen=True):
+    """The fields of a Plaid transaction the store keeps typed; the rest stay in its raw JSON."""
+
+    transaction_id: str
+    account_id: str
+    amount: msgspec.Raw
+    iso_currency_code: str | None = None
+    unofficial_currency_code: str | None = None
+    date: dt.date
+    authorized_date: dt.date | None = None
+    datetime: dt.datetime | None = None
+    name: str | None = None
+    merchant_name: str | None = None
+    pending: bool
+    pending_transaction_id: str | None = None
+    category: tuple[str, ...] | None = None
+    payment_channel: str | None = None
+
+
+class _Removed(msgspec.Struct, frozen=True):
+    transaction_id: str
+    account_id: str | None = None
+
+
+class _SyncBody(msgspec.Struct, kw_only=True, frozen=True):
+    added: tuple[msgspec.Raw, ...]
+    modified: tuple[msgspec.Raw, ...]
+    removed: tuple[_Removed, ...]
+    next_cursor: str
+    has_more: bool
+    request_id: str
+    accounts: tuple[msgspec.Raw, ...] = ()
+    transactions_update_status: str | None = None
+
+
+_TRANSACTION_DECODER = msgspec.json.Decoder(_TransactionFields)
+_SYNC_DECODER = msgspec.json.Decoder(_SyncBody)
+
+
+def _number(raw: msgspec.Raw) -> Decimal:
+    """A JSON number exactly as written (a string, boolean or null is refused)."""
+    text = bytes(raw)
+    if not text or text[0] not in b"-0123456789":
+        raise TypeError("amounts must be numbers")
+    return Decimal(text.decode())
+
+
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """A Plaid transaction; positive amounts leave the account. `raw` is Plaid's JSON object."""
+    """A Plaid transaction; positive amounts leave the account.
+
+    `raw_json` is Plaid's JSON object as sent (whitespace aside), numbers and all: the store keeps
+    it verbatim, so nothing of Plaid's is lost or rounded on the way.
+    """
 
     transaction_id: str
     account_id: str
@@ -288,56 +386,38 @@ class Transaction:
     pending_transaction_id: str | None
     category: tuple[str, ...] | None
     payment_channel: str | None
-    raw: dict[str, Any]
+    raw_json: str
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """Plaid's object, numbers as Decimal."""
+        return dict(document(self.raw_json.encode()))
 
     @classmethod
-    def from_json(cls, obj: Json) -> Transaction:
-        # The hot path of a sync (500 per page): one pass of type checks, no per-field helpers.
-        get = obj.get
-        for key in _TRANSACTION_REQUIRED_STR:
-            if not isinstance(obj[key], str):
-                raise TypeError(f"{key} must be a string")
-        for key in _TRANSACTION_OPTIONAL_STR:
-            value = get(key)
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"{key} must be a string or null")
-        pending = obj["pending"]
-        if not isinstance(pending, bool):
-            raise TypeError("pending must be a boolean")
-        amount = _money(obj["amount"])
-        if amount is None:
-            raise TypeError("amount is required")
-        authorized = get("authorized_date")
-        category = get("category")
+    def from_json(cls, data: bytes | msgspec.Raw) -> Transaction:
+        """One transaction object from Plaid's JSON text (the hot path of a sync: 500 a page,
+        decoded straight into typed fields, no intermediate dict)."""
+        fields = _TRANSACTION_DECODER.decode(data)
+        moment = fields.datetime
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("datetime must carry a timezone")
         return cls(
-            transaction_id=obj["transaction_id"],
-            account_id=obj["account_id"],
-            amount=amount,
-            iso_currency_code=get("iso_currency_code"),
-            unofficial_currency_code=get("unofficial_currency_code"),
-            date=dt.date.fromisoformat(obj["date"]),
-            authorized_date=dt.date.fromisoformat(authorized) if authorized else None,
-            datetime=_opt_datetime(obj, "datetime"),
-            name=get("name"),
-            merchant_name=get("merchant_name"),
-            pending=pending,
-            pending_transaction_id=get("pending_transaction_id"),
-            category=None if category is None else _str_list(obj, "category"),
-            payment_channel=get("payment_channel"),
-            raw=obj if isinstance(obj, dict) else dict(obj),
+            transaction_id=fields.transaction_id,
+            account_id=fields.account_id,
+            amount=_number(fields.amount),
+            iso_currency_code=fields.iso_currency_code,
+            unofficial_currency_code=fields.unofficial_currency_code,
+            date=fields.date,
+            authorized_date=fields.authorized_date,
+            datetime=moment,
+            name=fields.name,
+            merchant_name=fields.merchant_name,
+            pending=fields.pending,
+            pending_transaction_id=fields.pending_transaction_id,
+            category=fields.category,
+            payment_channel=fields.payment_channel,
+            raw_json=msgspec.json.format(data, indent=-1).decode(),
         )
-
-
-_TRANSACTION_REQUIRED_STR = ("transaction_id", "account_id", "date")
-_TRANSACTION_OPTIONAL_STR = (
-    "iso_currency_code",
-    "unofficial_currency_code",
-    "authorized_date",
-    "name",
-    "merchant_name",
-    "pending_transaction_id",
-    "payment_channel",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,10 +426,6 @@ class RemovedTransaction:
 
     transaction_id: str
     account_id: str | None
-
-    @classmethod
-    def from_json(cls, obj: Json) -> RemovedTransaction:
-        return cls(_str(obj, "transaction_id"), _opt_str(obj, "account_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,16 +447,23 @@ class SyncPage:
         return not self.next_cursor and not (self.added or self.modified or self.removed)
 
     @classmethod
-    def from_json(cls, obj: Json) -> SyncPage:
+    def from_json(cls, data: bytes) -> SyncPage:
+        """A page from the response body; NotJson if the body is not JSON at all."""
+        try:
+            body = _SYNC_DECODER.decode(data)
+        except msgspec.ValidationError:
+            raise
+        except msgspec.DecodeError:
+            raise NotJson("not a JSON document") from None
         return cls(
-            added=tuple(Transaction.from_json(item) for item in _objects(obj, "added")),
-            modified=tuple(Transaction.from_json(item) for item in _objects(obj, "modified")),
-            removed=tuple(RemovedTransaction.from_json(item) for item in _objects(obj, "removed")),
-            next_cursor=_str(obj, "next_cursor"),
-            has_more=_bool(obj, "has_more"),
-            accounts=Account.list_from_json(obj) if "accounts" in obj else (),
-            transactions_update_status=_opt_str(obj, "transactions_update_status"),
-            request_id=_str(obj, "request_id"),
+            added=tuple(Transaction.from_json(item) for item in body.added),
+            modified=tuple(Transaction.from_json(item) for item in body.modified),
+            removed=tuple(RemovedTransaction(r.transaction_id, r.account_id) for r in body.removed),
+            next_cursor=body.next_cursor,
+            has_more=body.has_more,
+            accounts=tuple(Account.from_json(_object_json(item)) for item in body.accounts),
+            transactions_update_status=body.transactions_update_status,
+            request_id=body.request_id,
         )
 
 

@@ -15,10 +15,9 @@ in the feed.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from decimal import Decimal
 from typing import Any, Protocol
 
+import msgspec
 from sqlalchemy import BigInteger, String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
@@ -50,21 +49,9 @@ DATA_COLUMNS = (
 JSON_COLUMNS = frozenset({"category", "raw"})
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, Decimal):
-        # Plaid's numbers have a few decimals: the shortest float repr keeps them exactly. The
-        # amount that counts is kept exactly in its own NUMERIC column anyway.
-        return float(value)
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-_encode = json.JSONEncoder(separators=(",", ":"), default=_plain, check_circular=False).encode
-
-
 def _category(transaction: Transaction) -> str | None:
-    return None if transaction.category is None else _encode(list(transaction.category))
+    category = transaction.category
+    return None if category is None else msgspec.json.encode(category).decode()
 
 
 class Stage(Protocol):
@@ -202,7 +189,6 @@ class _PostgresStage:
         return self._position
 
     async def add(self, page: SyncPage) -> None:
-        encode = _encode
         async with self._driver.cursor() as cursor:
             async with cursor.copy(
                 f"COPY {STAGE} (pos, kind, transaction_id, {', '.join(DATA_COLUMNS)}) "
@@ -229,7 +215,7 @@ class _PostgresStage:
                                 t.pending_transaction_id,
                                 _category(t),
                                 t.payment_channel,
-                                encode(t.raw),
+                                t.raw_json,
                             )
                         )
                 for r in page.removed:
@@ -322,7 +308,7 @@ class _SqliteStage:
                         "pending_transaction_id": t.pending_transaction_id,
                         "category": _category(t),
                         "payment_channel": t.payment_channel,
-                        "raw": _encode(t.raw),
+                        "raw": t.raw_json,
                     }
                 )
         for r in page.removed:

@@ -1,11 +1,12 @@
 """The /transactions/sync engine: one Item's store brought level with Plaid's ledger, atomically.
 
-A run reads the Item's cursor, pages through `/transactions/sync` from it (the next page is
-fetched while the current one is staged in the database), and only once `has_more` is false
-applies every page together with the new cursor in one database transaction. A crash anywhere
-before that commit leaves the previous cursor and data as they were; the next run starts over
-from the same cursor. TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION restarts the update from the
-cursor it started from (a bounded number of times); Plaid's "not ready yet" answer stores nothing.
+A run reads the Item's cursor and pages through `/transactions/sync` from it, all inside one
+database transaction: each page is written (PostgreSQL) or staged (SQLite) while the next one is
+fetched, and only once `has_more` is false does the new cursor join them and the transaction
+commit. A crash anywhere before that commit leaves the previous cursor and data as they were; the
+next run starts over from the same cursor. TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION restarts
+the update from the cursor it started from (a bounded number of times); Plaid's "not ready yet"
+answer stores nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.types import Account, SyncPage
 from plaid_bridge.sync.locks import local_lock, try_database_lock
 from plaid_bridge.sync.models import SyncRun
-from plaid_bridge.sync.staging import Stage, open_stage
+from plaid_bridge.sync.writer import Target, UpdateWriter, open_writer
 
 logger = logging.getLogger("plaid_bridge.sync")
 
@@ -91,7 +92,7 @@ class SyncResult:
     error_class: PlaidErrorClass | None = None
     run_id: int | None = None
     apply_seconds: float | None = None
-    """Time from the first write of the apply step to its commit (successful runs)."""
+    """Time spent writing the update into the database, its commit included (successful runs)."""
 
     @property
     def retryable(self) -> bool:
@@ -239,9 +240,10 @@ async def _prepare(
 
 
 async def _fetch_update(
-    services: Services, start: _Start, stage: Stage, progress: _Progress
+    services: Services, start: _Start, writer: UpdateWriter, progress: _Progress
 ) -> SyncPage | None:
-    """Stage every page of one update; the last page, or None when Plaid is not ready yet."""
+    """Hand every page of one update to the writer; the last page, or None when Plaid is not
+    ready yet."""
     plaid, count = services.plaid, services.settings.sync_page_size
 
     async def page_at(cursor: str | None) -> SyncPage:
@@ -280,7 +282,7 @@ async def _fetch_update(
         async with anyio.create_task_group() as group:
             if page.has_more:
                 group.start_soon(fetch, page.next_cursor, upcoming)
-            await stage.add(page)
+            await writer.add(page)
         if not page.has_more:
             return page
         fetched = upcoming[0]
@@ -296,10 +298,16 @@ async def _fetch_and_apply(
     async with services.database.transaction() as session:
         if not await try_database_lock(session, item_id):
             return SyncResult(item_id, Outcome.BUSY)
-        stage = await open_stage(session)
+        seq = await session.scalar(
+            select(PlaidConnection.change_seq).where(PlaidConnection.id == start.connection_id)
+        )
+        if seq is None:  # removed since the run began
+            return await _without_update(session, item_id, trigger, progress, Outcome.SUPERSEDED)
+        target = Target(start.connection_id, seq + 1, utcnow())
+        writer = await open_writer(session, target)
         while True:
             try:
-                last = await _fetch_update(services, start, stage, progress)
+                last = await _fetch_update(services, start, writer, progress)
                 break
             except PlaidError as error:
                 if error.error_class is not PlaidErrorClass.RESTART_SYNC:
@@ -312,60 +320,66 @@ async def _fetch_and_apply(
                 logger.info(
                     "plaid.sync.restart", extra={"item_id": item_id, "restarts": progress.restarts}
                 )
-                await stage.clear()
+                await writer.restart()
         if last is None:
-            run = progress.run(item_id, trigger, Outcome.NOT_READY, None)
-            session.add(run)
-            await session.flush()
-            _log(run)
-            return progress.result(item_id, Outcome.NOT_READY, run)
-        now = utcnow()
-        applying = time.monotonic()
-        seq = await _advance(session, start, last.next_cursor, now)
-        if seq is None:
-            await stage.close()
-            run = progress.run(item_id, trigger, Outcome.SUPERSEDED, None)
-            session.add(run)
-            await session.flush()
-            _log(run)
-            return progress.result(item_id, Outcome.SUPERSEDED, run)
-        await stage.apply(session, connection_id=start.connection_id, seq=seq, now=now)
-        await stage.close()
+            await writer.discard()
+            return await _without_update(session, item_id, trigger, progress, Outcome.NOT_READY)
+        finishing = time.monotonic()
+        if not await _advance(session, start, last.next_cursor, target):
+            await writer.discard()
+            return await _without_update(session, item_id, trigger, progress, Outcome.SUPERSEDED)
+        await writer.finish()
         connection = await session.get(PlaidConnection, start.connection_id)
         assert connection is not None  # the guarded update above just matched it
         await _after_success(session, connection, progress)
         run = progress.run(item_id, trigger, Outcome.SUCCESS, None)
         session.add(run)
         await session.flush()
-    applied = time.monotonic() - applying
+    applied = writer.seconds + time.monotonic() - finishing
     _log(run, apply_seconds=applied)
     result = progress.result(item_id, Outcome.SUCCESS, run)
     return dataclasses.replace(result, apply_seconds=applied)
 
 
-async def _advance(
-    session: AsyncSession, start: _Start, cursor: str, now: dt.datetime
-) -> int | None:
-    """Move the connection to `cursor` and its next sequence number; None if it moved on.
+async def _without_update(
+    session: AsyncSession, item_id: str, trigger: str, progress: _Progress, outcome: Outcome
+) -> SyncResult:
+    """Record a run that stores no update (not ready, or overtaken); the caller commits."""
+    run = progress.run(item_id, trigger, outcome, None)
+    session.add(run)
+    await session.flush()
+    _log(run)
+    return progress.result(item_id, outcome, run)
 
-    Guarded by the cursor the run started from (and the connection still being syncable), so a
-    run that lost a race with another process, or a removal, applies nothing. On SQLite this is
-    the transaction's first write to the main database, which takes the writer lock.
+
+async def _advance(session: AsyncSession, start: _Start, cursor: str, target: Target) -> bool:
+    """Move the connection to `cursor` and the update's sequence number; False if it moved on.
+
+    Guarded by the cursor and sequence number the run started from (and the connection still
+    being syncable), so a run that lost a race with another process, or a removal, applies
+    nothing. On SQLite this is the transaction's first write to the main database, which takes
+    the writer lock.
     """
     table = PlaidConnection
     statement = (
         update(table)
         .where(
             table.id == start.connection_id,
+            table.change_seq == target.seq - 1,
             table.cursor.is_not_distinct_from(start.cursor),
             table.access_token_encrypted.is_not(None),
             table.status.in_([status.value for status in SYNCABLE]),
         )
-        .values(change_seq=table.change_seq + 1, cursor=cursor, last_synced_at=now, updated_at=now)
-        .returning(table.change_seq)
+        .values(
+            change_seq=target.seq,
+            cursor=cursor,
+            last_synced_at=target.now,
+            updated_at=target.now,
+        )
+        .returning(table.id)
         .execution_options(synchronize_session=False)
     )
-    return await session.scalar(statement)
+    return await session.scalar(statement) is not None
 
 
 async def _after_success(

@@ -8,8 +8,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Emulator:
+    url: str
+    pid: int
 
 
 def _free_port() -> int:
@@ -20,8 +27,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def emulator_process(*, seed: int, transactions: int) -> Iterator[str]:
-    """Start `plaid-bridge emulator` on a free port; yields its URL; stops it afterwards."""
+def emulator_process(*, seed: int, transactions: int) -> Iterator[Emulator]:
+    """Start `plaid-bridge emulator` on a free port; yields its URL and pid; stops it after."""
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -50,7 +57,7 @@ def emulator_process(*, seed: int, transactions: int) -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the emulator did not start") from None
                 time.sleep(0.05)
-        yield url
+        yield Emulator(url, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -33,7 +33,8 @@ def _timings(action: Callable[[], object], repeat: int) -> list[float]:
 
 
 def run() -> list[tuple[str, str, str]]:
-    with emulator_process(seed=1, transactions=2_000) as url:
+    with emulator_process(seed=1, transactions=2_000) as emulator:
+        url = emulator.url
         client = PlaidClient(host=url, client_id=CLIENT_ID, secret=SECRET, timeout=60)
 
         async def prepare() -> str:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from plaid_bridge.connections.models import PlaidConnection
+from plaid_bridge.db import utcnow
 from plaid_bridge.emulator import EmulatorServer
 from plaid_bridge.events import Event
 from plaid_bridge.plaid.errors import PlaidErrorClass
@@ -187,6 +188,38 @@ async def test_login_required_marks_the_connection_and_stops_syncing(
     skipped = await sync_item(api.services, item_id, trigger="test")
     assert skipped.outcome is Outcome.SKIPPED
     assert await sync_calls(emulator_control, item_id) == calls
+
+
+async def test_a_failure_older_than_a_change_to_the_connection_leaves_its_status(
+    api: Api, emulator_control: httpx.AsyncClient
+) -> None:
+    """Plaid said "login required" to a run, but the connection changed before the run could
+    record it (say the user re-authenticated): the newer state stands."""
+    item_id = await synced_item(api)
+    await advance(emulator_control, item_id, add=20)
+    calls = await sync_calls(emulator_control, item_id)
+    await fault(emulator_control, item_id, errorCode="ITEM_LOGIN_REQUIRED", latencyMs=1_500, page=2)
+    results: list[SyncResult] = []
+
+    async def run() -> None:
+        results.append(await sync_item(api.services, item_id, trigger="test"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await wait_for_calls(emulator_control, item_id, calls + 1)  # page 2 is slow to fail
+        async with api.services.database.transaction() as session:
+            connection = await session.scalar(
+                select(PlaidConnection).where(PlaidConnection.item_id == item_id)
+            )
+            assert connection is not None
+            connection.updated_at = utcnow()
+
+    assert [result.error_class for result in results] == [PlaidErrorClass.NEEDS_USER]
+    async with api.services.database.transaction() as session:
+        status = await session.scalar(
+            select(PlaidConnection.status).where(PlaidConnection.item_id == item_id)
+        )
+    assert status == "ACTIVE"
 
 
 async def test_cancelled_run_between_pages_stores_nothing(

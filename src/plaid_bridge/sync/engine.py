@@ -178,6 +178,8 @@ class _Start:
     connection_id: str
     token: str
     cursor: str | None
+    updated_at: dt.datetime
+    """When the connection was last changed, as the run found it."""
 
 
 async def sync_item(services: Services, item_id: str, *, trigger: str) -> SyncResult:
@@ -210,10 +212,10 @@ async def _sync_item(services: Services, item_id: str, *, trigger: str) -> SyncR
         try:
             return await _fetch_and_apply(services, item_id, trigger, start, progress)
         except PlaidError as error:
-            return await _record_failure(services, item_id, trigger, progress, error)
+            return await _record_failure(services, start, trigger, progress, error)
         except Exception:
             logger.exception("plaid.sync.internal_error", extra={"item_id": item_id})
-            return await _record_failure(services, item_id, trigger, progress, None)
+            return await _record_failure(services, start, trigger, progress, None)
 
 
 async def _prepare(
@@ -236,7 +238,8 @@ async def _prepare(
             logger.info("plaid.sync.skipped", extra={"item_id": item_id, "reason": reason})
             return progress.result(item_id, Outcome.SKIPPED, run, error_code=reason)
         token = await access_token(services, connection)
-        return _Start(item_id, connection.id, token, connection.cursor)
+        await session.flush()  # a legacy token just re-encrypted changes `updated_at`
+        return _Start(item_id, connection.id, token, connection.cursor, connection.updated_at)
 
 
 async def _fetch_update(
@@ -411,13 +414,18 @@ async def _after_success(
 
 async def _record_failure(
     services: Services,
-    item_id: str,
+    start: _Start,
     trigger: str,
     progress: _Progress,
     error: PlaidError | None,
 ) -> SyncResult:
     """Record the failed run, and what the failure says about the connection, in a new
-    transaction (the run's own one was rolled back)."""
+    transaction (the run's own one was rolled back).
+
+    The status is left alone if the connection changed while the run was out (a webhook, a
+    re-auth): what Plaid told the run may be older than that change, and the next run asks again.
+    """
+    item_id = start.item_id
     code = error.error_code if error is not None else INTERNAL_ERROR
     if error is not None and error.request_id and error.request_id not in progress.request_ids:
         progress.request_ids.append(error.request_id)
@@ -427,7 +435,9 @@ async def _record_failure(
             connection = await session.scalar(
                 select(PlaidConnection).where(PlaidConnection.item_id == item_id).with_for_update()
             )
-            if connection is not None:
+            if connection is not None and connection.updated_at != start.updated_at:
+                logger.info("plaid.sync.status_kept", extra={"item_id": item_id})
+            elif connection is not None:
                 await lifecycle.transition(
                     session,
                     connection,

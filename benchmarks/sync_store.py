@@ -40,41 +40,11 @@ from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import sync_url
 from plaid_bridge.dependencies import Services
 from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
+from plaid_bridge.sync.writer import STORE_COLUMNS, STORE_TYPES
 from plaid_bridge.transactions.models import PlaidTransaction
 
 TRANSACTIONS = 100_000
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-COLUMNS = (
-    "connection_id, transaction_id, account_id, amount, iso_currency_code, "
-    "unofficial_currency_code, date, authorized_date, datetime, name, merchant_name, pending, "
-    "pending_transaction_id, category, payment_channel, raw, removed, change_seq, created_seq, "
-    "created_at, updated_at"
-)
-# json columns travel as text: json's binary wire form is its text (psycopg's "json" type would
-# encode each value again, as a JSON string).
-TYPES = (
-    "text",
-    "text",
-    "text",
-    "numeric",
-    "text",
-    "text",
-    "date",
-    "date",
-    "timestamptz",
-    "text",
-    "text",
-    "bool",
-    "text",
-    "text",
-    "text",
-    "text",
-    "bool",
-    "int8",
-    "int8",
-    "timestamptz",
-    "timestamptz",
-)
 
 
 def _peak_rss_reset() -> bool:
@@ -158,16 +128,16 @@ async def _sync(services: Services, item_id: str, libpq_url: str, emulator_pid: 
 def _copy_baseline(url: str) -> float:
     """Seconds to binary-COPY the stored rows into a same-shaped table (indexes included)."""
     with psycopg.connect(url) as connection:
-        rows = connection.execute(
-            f"SELECT {COLUMNS.replace('category', 'category::text').replace('raw', 'raw::text')} "
-            "FROM plaid_transactions"
-        ).fetchall()
+        as_text = STORE_COLUMNS.replace("category", "category::text").replace("raw", "raw::text")
+        rows = connection.execute(f"SELECT {as_text} FROM plaid_transactions").fetchall()
         connection.execute("CREATE TABLE bench_copy (LIKE plaid_transactions INCLUDING ALL)")
         connection.commit()
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            with cursor.copy(f"COPY bench_copy ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(list(TYPES))
+            # The very columns and wire types the sync engine's COPY uses.
+            statement = f"COPY bench_copy ({STORE_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            with cursor.copy(statement) as copy:
+                copy.set_types(list(STORE_TYPES))
                 for row in rows:
                     copy.write_row(row)
         connection.commit()

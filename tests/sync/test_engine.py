@@ -4,6 +4,7 @@ nothing but a complete update is ever stored."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import anyio
@@ -33,6 +34,21 @@ async def synced_item(api: Api) -> str:
     assert (await sync_item(api.services, item_id, trigger="t")).outcome is Outcome.NOT_READY
     assert (await sync_item(api.services, item_id, trigger="t")).outcome is Outcome.SUCCESS
     return item_id
+
+
+async def sync_while(
+    api: Api, item_id: str, meanwhile: Callable[[], Awaitable[None]]
+) -> SyncResult:
+    """Sync the Item with `meanwhile` running beside the run; the run's result."""
+    results: list[SyncResult] = []
+
+    async def run() -> None:
+        results.append(await sync_item(api.services, item_id, trigger="test"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await meanwhile()
+    return results[0]
 
 
 async def test_initial_sync_then_updates_match_the_ledger(
@@ -199,13 +215,8 @@ async def test_a_failure_older_than_a_change_to_the_connection_leaves_its_status
     await advance(emulator_control, item_id, add=20)
     calls = await sync_calls(emulator_control, item_id)
     await fault(emulator_control, item_id, errorCode="ITEM_LOGIN_REQUIRED", latencyMs=1_500, page=2)
-    results: list[SyncResult] = []
 
-    async def run() -> None:
-        results.append(await sync_item(api.services, item_id, trigger="test"))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
+    async def reauthenticated() -> None:
         await wait_for_calls(emulator_control, item_id, calls + 1)  # page 2 is slow to fail
         async with api.services.database.transaction() as session:
             connection = await session.scalar(
@@ -214,7 +225,8 @@ async def test_a_failure_older_than_a_change_to_the_connection_leaves_its_status
             assert connection is not None
             connection.updated_at = utcnow()
 
-    assert [result.error_class for result in results] == [PlaidErrorClass.NEEDS_USER]
+    result = await sync_while(api, item_id, reauthenticated)
+    assert result.error_class is PlaidErrorClass.NEEDS_USER
     async with api.services.database.transaction() as session:
         status = await session.scalar(
             select(PlaidConnection.status).where(PlaidConnection.item_id == item_id)

@@ -6,19 +6,18 @@ from __future__ import annotations
 import functools
 from decimal import Decimal
 
-import anyio
 import httpx
 import pytest
 from sqlalchemy import select, update
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.emulator import EmulatorServer
-from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
+from plaid_bridge.sync.engine import Outcome, sync_item
 from plaid_bridge.transactions.models import PlaidTransaction
 from tests.conftest import Api
 from tests.sync.emulator_faults import advance, fault, sync_calls, wait_for_calls
 from tests.sync.store import cursor_of, ledger, runs, stored
-from tests.sync.test_engine import synced_item
+from tests.sync.test_engine import sync_while, synced_item
 
 pytestmark = pytest.mark.anyio
 
@@ -75,13 +74,8 @@ async def test_an_update_overtaken_before_it_lands_leaves_nothing_behind(
     await advance(emulator_control, item_id, add=30, modify=3, post=2, remove=2)
     calls = await sync_calls(emulator_control, item_id)
     await fault(emulator_control, item_id, latencyMs=1_500, page=3)
-    results: list[SyncResult] = []
 
-    async def run() -> None:
-        results.append(await sync_item(api.services, item_id, trigger="test"))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
+    async def overtake() -> None:
         await wait_for_calls(emulator_control, item_id, calls + 2)  # page 3 is slow to come
         async with api.services.database.transaction() as session:
             await session.execute(
@@ -89,9 +83,11 @@ async def test_an_update_overtaken_before_it_lands_leaves_nothing_behind(
                 .where(PlaidConnection.item_id == item_id)
                 .values(change_seq=PlaidConnection.change_seq + 1)
             )
+
+    result = await sync_while(api, item_id, overtake)
     await emulator_control.delete("/emulator/faults")
 
-    assert [result.outcome for result in results] == [Outcome.SUPERSEDED]
+    assert result.outcome is Outcome.SUPERSEDED
     assert [run.outcome for run in await runs(api.services.database, item_id)][-1] == "superseded"
     assert await cursor_of(api.services.database, item_id) == cursor
     assert await stored(api.services.database, item_id) == before

@@ -197,11 +197,12 @@ async def _apply_stage(session: AsyncSession, stage: str, target: Target) -> Non
     await session.execute(remove, params)
 
 
-_STORE_COLUMNS = (
+# The columns of a new row of plaid_transactions as COPY writes them, and their wire types.
+STORE_COLUMNS = (
     f"connection_id, transaction_id, {', '.join(DATA_COLUMNS)}, "
     "removed, change_seq, created_seq, created_at, updated_at"
 )
-_STORE_TYPES = ("text", "text", *_DATA_TYPES, "bool", "int8", "int8", "timestamptz", "timestamptz")
+STORE_TYPES = ("text", "text", *_DATA_TYPES, "bool", "int8", "int8", "timestamptz", "timestamptz")
 _STAGE_TYPES = ("text", "text", *_DATA_TYPES)
 
 
@@ -261,9 +262,9 @@ class _PostgresWriter:
         head = (target.connection_id,)
         tail = (False, target.seq, target.seq, target.now, target.now)
         async with self._driver.cursor() as cursor:
-            statement = f"COPY plaid_transactions ({_STORE_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            statement = f"COPY plaid_transactions ({STORE_COLUMNS}) FROM STDIN (FORMAT BINARY)"
             async with cursor.copy(statement) as copy:
-                copy.set_types(_STORE_TYPES)
+                copy.set_types(STORE_TYPES)
                 for t in transactions:
                     await copy.write_row((*head, t.transaction_id, *_data(t), *tail))
 

@@ -250,8 +250,10 @@ class _PostgresWriter:
         if not upserts:
             return set()
         async with self._driver.cursor() as cursor:
+            # A join with the ids probes the unique index; `= ANY(array)` is planned as a scan.
             await cursor.execute(
-                "SELECT transaction_id FROM plaid_transactions WHERE transaction_id = ANY(%b)",
+                "SELECT t.transaction_id FROM unnest(%b::text[]) AS ids (id) "
+                "JOIN plaid_transactions AS t ON t.transaction_id = ids.id",
                 ([t.transaction_id for t in upserts],),
             )
             return {row[0] for row in await cursor.fetchall()}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
 
-from plaid_bridge.dependencies import ServicesDep, Viewer
+from plaid_bridge.dependencies import Authenticated, ServicesDep
 from plaid_bridge.errors import AppError, RateLimited, from_plaid
 from plaid_bridge.plaid.ratelimit import (
     LimiterUnavailable,
@@ -91,7 +91,7 @@ class UserRateLimiter:
         await self.windows.aclose()
 
 
-async def _check_caller(request: Request, caller: Viewer, services: ServicesDep) -> None:
+async def _check_caller(request: Request, caller: Authenticated, services: ServicesDep) -> None:
     limiter: UserRateLimiter = request.app.state.user_limits
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
@@ -104,5 +104,5 @@ async def _check_caller(request: Request, caller: Viewer, services: ServicesDep)
 
 per_user_limit = Depends(_check_caller)
 """Add to `include_router(..., dependencies=[per_user_limit])` for authenticated routers. It
-authenticates with the same dependency as `Viewer` routes (resolved once per request there);
-the role each route demands is still checked by the route."""
+shares the request's one authentication with the route's role dependency; the role each route
+demands is checked by the route."""

@@ -75,19 +75,28 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(role: Role) -> Callable[[Request, Services], Awaitable[Caller]]:
-    """A dependency that authenticates the bearer token and demands at least `role`."""
+async def _authenticated(request: Request, services: ServicesDep) -> Caller:
+    """The caller the bearer token names; FastAPI resolves it once per request, however many
+    dependencies (the route's role, the per-user rate limit) ask for it."""
+    try:
+        principal = services.verifier.verify(_bearer(request))
+    except AuthError:
+        raise Unauthorized("The bearer token is missing, invalid or expired.") from None
+    org_id_var.set(principal.org_id)
+    client = request.client.host if request.client else None
+    return Caller(principal=principal, request_id=request_id_var.get(), ip=client)
 
-    async def dependency(request: Request, services: ServicesDep) -> Caller:
-        try:
-            principal = services.verifier.verify(_bearer(request))
-        except AuthError:
-            raise Unauthorized("The bearer token is missing, invalid or expired.") from None
-        org_id_var.set(principal.org_id)
-        if not principal.role.allows(role):
+
+Authenticated = Annotated[Caller, Depends(_authenticated)]
+
+
+def require(role: Role) -> Callable[[Caller], Awaitable[Caller]]:
+    """A dependency that demands at least `role` of the authenticated caller."""
+
+    async def dependency(caller: Authenticated) -> Caller:
+        if not caller.principal.role.allows(role):
             raise Forbidden(f"This action needs the {role.name} role or higher.")
-        client = request.client.host if request.client else None
-        return Caller(principal=principal, request_id=request_id_var.get(), ip=client)
+        return caller
 
     return dependency
 

@@ -144,3 +144,21 @@ async def test_replicas_sharing_redis_share_the_per_user_window(redis_url: str) 
     finally:
         for replica in replicas:
             await replica.aclose()
+
+
+async def test_a_limited_route_verifies_the_bearer_token_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-user limit and the route's role share one authentication of the request."""
+    verifier = type(api.services.verifier)
+    verify = verifier.verify
+    seen: list[str] = []
+
+    def counted(self: object, token: str) -> object:
+        seen.append(token)
+        return verify(self, token)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verifier, "verify", counted)
+    response = await api.client.post(f"{BASE}/create-link-token", json={}, headers=api.auth())
+    assert response.status_code == 201, response.text
+    assert len(seen) == 1

@@ -250,10 +250,11 @@ class _PostgresWriter:
         if not upserts:
             return set()
         async with self._driver.cursor() as cursor:
-            # A join with the ids probes the unique index; `= ANY(array)` is planned as a scan.
+            # One probe of the unique index per id, whatever the planner believes of the table's
+            # size (a plain join or `= ANY` is planned as a scan of a table that just grew).
             await cursor.execute(
-                "SELECT t.transaction_id FROM unnest(%b::text[]) AS ids (id) "
-                "JOIN plaid_transactions AS t ON t.transaction_id = ids.id",
+                "SELECT ids.id FROM unnest(%b::text[]) AS ids (id), LATERAL (SELECT 1 "
+                "FROM plaid_transactions AS t WHERE t.transaction_id = ids.id LIMIT 1) AS stored",
                 ([t.transaction_id for t in upserts],),
             )
             return {row[0] for row in await cursor.fetchall()}

@@ -122,13 +122,24 @@ class QuietConfiguration(plaid.Configuration):  # type: ignore[misc]  # the SDK 
         _quiet_sdk_loggers()
 
 
-def _object(from_json: Callable[[Json], T]) -> Callable[[bytes], T]:
+Parse = Callable[[bytes], tuple[str | None, T]]
+"""Reads a successful body: (Plaid's request id, the result)."""
+
+
+def _object(from_json: Callable[[Json], T]) -> Parse[T]:
     """A parser of a body that is one JSON object, read by `from_json`."""
 
-    def parse(data: bytes) -> T:
-        return from_json(document(data))
+    def parse(data: bytes) -> tuple[str | None, T]:
+        obj = document(data)
+        request_id = obj.get("request_id")
+        return (request_id if isinstance(request_id, str) else None), from_json(obj)
 
     return parse
+
+
+def _sync_page(data: bytes) -> tuple[str | None, SyncPage]:
+    page = SyncPage.from_json(data)
+    return page.request_id, page
 
 
 def _request_id(obj: Json) -> str:
@@ -446,7 +457,7 @@ class PlaidClient:
             "/transactions/sync",
             self._api.transactions_sync,
             build,
-            SyncPage.from_json,
+            _sync_page,
             retry=True,
             item_key=item_key_for(access_token),
         )
@@ -553,7 +564,7 @@ class PlaidClient:
         endpoint: str,
         operation: Callable[..., Any],
         build: Callable[[], Any],
-        parse: Callable[[bytes], T],
+        parse: Parse[T],
         *,
         retry: bool,
         item_key: str | None = None,
@@ -609,7 +620,7 @@ class PlaidClient:
         self,
         operation: Callable[..., Any],
         build: Callable[[], Any],
-        parse: Callable[[bytes], T],
+        parse: Parse[T],
         timeout: float,
     ) -> tuple[str | None, T]:
         """One HTTP exchange, in a worker thread: send, read the raw body, release the
@@ -628,12 +639,12 @@ class PlaidClient:
             data = response.data
         finally:
             response.release_conn()
-        request_id = request_id_in(data)
         try:
-            return request_id, parse(data)
+            return parse(data)
         except NotJson:
             raise CallFailed(INVALID_RESPONSE, status=status) from None
         except (KeyError, TypeError, ValueError, ArithmeticError):
+            request_id = request_id_in(data)  # only now: a good answer carries its own
             raise CallFailed(UNEXPECTED_RESPONSE, status=status, request_id=request_id) from None
 
     def _log(

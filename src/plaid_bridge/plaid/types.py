@@ -97,24 +97,12 @@ def _opt_str(obj: Json, key: str) -> str | None:
     return value
 
 
-def _bool(obj: Json, key: str) -> bool:
-    value = obj[key]
-    if not isinstance(value, bool):
-        raise TypeError(f"{key} must be a boolean")
-    return value
-
-
 def _money(value: object) -> Decimal | None:
     if value is None or type(value) is Decimal:
         return value
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError("amounts must be numbers")
     return Decimal(value)
-
-
-def _opt_date(obj: Json, key: str) -> dt.date | None:
-    value = _opt_str(obj, key)
-    return None if value is None else dt.date.fromisoformat(value)
 
 
 def _opt_datetime(obj: Json, key: str) -> dt.datetime | None:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge import audit, events
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
+from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 
 STATUS_CHANGED = "CONNECTION_STATUS_CHANGED"
 
@@ -21,6 +22,12 @@ NOTIFICATIONS: dict[ConnectionStatus, str] = {
     ConnectionStatus.REVOKED: "connection.revoked",
     ConnectionStatus.REMOVED: "connection.removed",
 }
+
+STATUS_FOR_ERROR: dict[PlaidErrorClass, ConnectionStatus] = {
+    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
+    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
+}
+"""What any failed Plaid call tells about its connection; other failures tell nothing lasting."""
 
 
 async def transition(
@@ -91,3 +98,17 @@ async def transition(
             throttle=True,
         )
     return True
+
+
+async def record_plaid_error(
+    session: AsyncSession, connection: PlaidConnection, status: ConnectionStatus, error: PlaidError
+) -> bool:
+    """`transition` to `status`, carrying the Plaid error's code, message and request id."""
+    return await transition(
+        session,
+        connection,
+        status,
+        error_code=error.error_code,
+        error_message=error.display_message or error.error_code,
+        plaid_request_id=error.request_id,
+    )

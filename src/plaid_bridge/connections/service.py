@@ -315,12 +315,6 @@ async def refresh_accounts(
     return rows
 
 
-_STATUS_FOR_CLASS = {
-    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
-    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
-}
-
-
 async def note_plaid_error(
     services: Services, connection: PlaidConnection, error: PlaidError
 ) -> None:
@@ -328,21 +322,14 @@ async def note_plaid_error(
 
     Written in its own transaction: the request that hit the error is about to roll back.
     """
-    status = _STATUS_FOR_CLASS.get(error.error_class)
+    status = lifecycle.STATUS_FOR_ERROR.get(error.error_class)
     if status is None or connection.status == status.value:
         return
     async with services.database.transaction() as session:
         row = await session.get(PlaidConnection, connection.id, with_for_update=True)
         if row is None:
             return
-        await lifecycle.transition(
-            session,
-            row,
-            status,
-            error_code=error.error_code,
-            error_message=error.display_message or error.error_code,
-            plaid_request_id=error.request_id,
-        )
+        await lifecycle.record_plaid_error(session, row, status, error)
 
 
 async def remove(

@@ -41,10 +41,10 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 SYNCABLE = frozenset(
     {ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PENDING_EXPIRATION}
 )
-# What a failed sync tells about the connection (other failures leave its status alone).
+# What a failed sync tells about the connection: what any call tells, and a failure at the bank
+# (other failures leave its status alone).
 _STATUS_AFTER_FAILURE = {
-    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
-    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
+    **lifecycle.STATUS_FOR_ERROR,
     PlaidErrorClass.INSTITUTION_TRANSIENT: ConnectionStatus.ERROR,
     PlaidErrorClass.USER_ACTION_AT_BANK: ConnectionStatus.ERROR,
     PlaidErrorClass.GONE: ConnectionStatus.ERROR,
@@ -438,14 +438,7 @@ async def _record_failure(
             if connection is not None and connection.updated_at != start.updated_at:
                 logger.info("plaid.sync.status_kept", extra={"item_id": item_id})
             elif connection is not None:
-                await lifecycle.transition(
-                    session,
-                    connection,
-                    status,
-                    error_code=error.error_code,
-                    error_message=error.display_message or error.error_code,
-                    plaid_request_id=error.request_id,
-                )
+                await lifecycle.record_plaid_error(session, connection, status, error)
         run = progress.run(item_id, trigger, Outcome.FAILED, code)
         session.add(run)
         await session.flush()

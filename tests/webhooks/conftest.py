@@ -7,7 +7,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import socket
 import threading
 import time
 import uuid
@@ -15,12 +14,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jws
@@ -29,17 +26,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from plaid_bridge.app import create_app
 from plaid_bridge.config import Settings
 from plaid_bridge.emulator import EmulatorServer
+from plaid_bridge.serving import BackgroundServer
 from plaid_bridge.webhooks.models import WebhookEvent
 from tests.conftest import Api, make_settings
 
 WEBHOOK_PATH = "/api/v1/plaid/webhook"
 INTEGRATIONS_WEBHOOK_PATH = "/api/v1/integrations/plaid/webhook"
-_START_TIMEOUT_SECONDS = 30.0
 
 
 def webhook_body(
@@ -111,51 +107,6 @@ def unsigned_token(header: dict[str, Any], claims: dict[str, Any], signature: by
     )
 
 
-class ThreadedServer:
-    """An ASGI app under uvicorn on a background thread, on a port known before it starts."""
-
-    def __init__(self) -> None:
-        self._socket = socket.socket(socket.AF_INET)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self, app: ASGIApp) -> ThreadedServer:
-        """Serve `app`; returns once connections are accepted."""
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto", ws="none")
-        server = self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start on {self.url}")
-            self._thread.join(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-        self._socket.close()
-
-    def __enter__(self) -> ThreadedServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
 def _plaid_error(error_type: str, error_code: str) -> dict[str, Any]:
     return {
         "error_type": error_type,
@@ -217,8 +168,8 @@ class KeyStandIn:
 @pytest.fixture(scope="module")
 def key_server() -> Iterator[tuple[KeyStandIn, str]]:
     stand_in = KeyStandIn()
-    with ThreadedServer() as server:
-        server.start(stand_in.app)
+    with BackgroundServer() as server:
+        server.serve(stand_in.app)
         yield stand_in, server.url
 
 
@@ -289,7 +240,7 @@ class LiveApp:
 def live_app(database_url: str, emulator: EmulatorServer, tmp_path: Path) -> Iterator[LiveApp]:
     """The whole app under uvicorn (its own lifespan and services), verifying with the
     emulator's real keys; its worker left external so stored rows stay as received."""
-    with ThreadedServer() as server:
+    with BackgroundServer() as server:
         settings = make_settings(
             database_url=database_url,
             plaid_api_host=emulator.url,
@@ -297,5 +248,5 @@ def live_app(database_url: str, emulator: EmulatorServer, tmp_path: Path) -> Ite
             plaid_webhook_url=f"{server.url}{WEBHOOK_PATH}",
             worker_mode="external",
         )
-        server.start(create_app(settings))
+        server.serve(create_app(settings))
         yield LiveApp(settings, server.url)

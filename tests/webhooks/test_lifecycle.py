@@ -20,10 +20,11 @@ from plaid_bridge.app import build_services, create_app
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.connections.service import access_token
 from plaid_bridge.emulator import EmulatorServer
+from plaid_bridge.serving import BackgroundServer
 from plaid_bridge.sync.models import SyncRequest
 from plaid_bridge.webhooks.models import WebhookEvent
 from tests.conftest import Api, make_settings
-from tests.webhooks.conftest import WEBHOOK_PATH, ThreadedServer
+from tests.webhooks.conftest import WEBHOOK_PATH
 
 pytestmark = pytest.mark.anyio
 BASE = "/api/v1/plaid"
@@ -124,7 +125,7 @@ async def live(
     emulator_control: httpx.AsyncClient,
     tmp_path: Path,
 ) -> AsyncIterator[Live]:
-    with ThreadedServer() as server:
+    with BackgroundServer() as server:
         settings = make_settings(
             database_url=database_url,
             plaid_api_host=emulator.url,
@@ -133,7 +134,7 @@ async def live(
             worker_mode="embedded",
         )
         app = create_app(settings)
-        server.start(app)
+        server.serve(app)
         services = build_services(settings)
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=15.0) as client:

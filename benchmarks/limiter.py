@@ -20,13 +20,9 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from plaid_bridge.plaid.ratelimit import (
-    EndpointLimits,
-    LimitReached,
-    MemoryWindows,
-    OutboundLimiter,
-    Window,
-)
+from plaid_bridge.plaid.limits import EndpointLimits
+from plaid_bridge.plaid.outbound import LimitReached, OutboundLimiter
+from plaid_bridge.ratelimit.windows import MemoryWindows, Window
 
 PER_ITEM, PER_CLIENT, ITEMS = 50, 2_500, 100
 REFUSED_CALLS = 10_000

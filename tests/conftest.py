@@ -21,12 +21,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from plaid_bridge import migrate
-from plaid_bridge.app import build_services, create_app
+from plaid_bridge.app import create_app
 from plaid_bridge.config import Settings
 from plaid_bridge.db import Database, sync_url
-from plaid_bridge.dependencies import Services
 from plaid_bridge.emulator import EmulatorConfig, EmulatorServer
 from plaid_bridge.security.auth import issue_dev_token
+from plaid_bridge.services import Services, build_services
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRED = os.environ.get("REQUIRE_TEST_SERVICES") == "1"

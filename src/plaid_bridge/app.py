@@ -1,4 +1,5 @@
-"""The application factory and its lifespan: builds the database, Plaid client and security once."""
+"""The application factory and its lifespan: mounts routers and middleware, runs the services
+(and an embedded worker) for the app's lifetime."""
 
 from __future__ import annotations
 
@@ -13,23 +14,17 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plaid_bridge import audit
-from plaid_bridge.api_rate_limits import UserRateLimiter, per_user_limit
 from plaid_bridge.config import Settings, load_settings
 from plaid_bridge.connections.health_router import router as health_router
 from plaid_bridge.connections.router import router as connections_router
-from plaid_bridge.db import Database
-from plaid_bridge.dependencies import Services
+from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
 from plaid_bridge.feeds import router as feeds_router
 from plaid_bridge.logs import configure_logging, item_id_var, org_id_var, request_id_var
-from plaid_bridge.metrics import HttpMetricsMiddleware, Metrics
+from plaid_bridge.metrics import HttpMetricsMiddleware
 from plaid_bridge.metrics import router as metrics_router
 from plaid_bridge.ops import router as ops_router
-from plaid_bridge.plaid.client import PlaidClient
-from plaid_bridge.plaid.webhook_verify import WebhookVerifier
-from plaid_bridge.redaction import register_secret
-from plaid_bridge.security.auth import TokenVerifier
-from plaid_bridge.security.crypto import TokenCipher
+from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.router import router as sync_router
 from plaid_bridge.transactions.router import router as transactions_router
 from plaid_bridge.webhooks.router import integrations_router as webhooks_integrations_router
@@ -90,36 +85,6 @@ class RequestContextMiddleware:
             audit.pending_action.reset(tokens[3])
 
 
-def build_services(settings: Settings) -> Services:
-    """The long-lived parts, built from validated settings."""
-    _, secret = settings.plaid_credentials
-    register_secret(secret.get_secret_value())
-    for configured in (
-        settings.plaid_encryption_keys,
-        settings.plaid_encryption_key,
-        settings.plaid_legacy_encryption_key,
-        settings.auth_jwt_secret,
-    ):
-        if configured is not None:
-            register_secret(configured.get_secret_value())
-    verifier = TokenVerifier.from_settings(settings)
-    if verifier.uses_dev_secret:
-        logger.warning("auth.dev_secret_in_use")
-    if not settings.plaid_webhook_verify:
-        logger.warning("webhooks.verification_disabled")
-    metrics = Metrics()
-    plaid = PlaidClient.from_settings(settings, on_call=metrics.plaid_call, limiter_events=metrics)
-    return Services(
-        settings=settings,
-        database=Database.from_url(settings.database_url),
-        plaid=plaid,
-        cipher=TokenCipher.from_settings(settings, settings.var_dir),
-        verifier=verifier,
-        webhook_verifier=WebhookVerifier(plaid),
-        metrics=metrics,
-    )
-
-
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The ASGI app; `services` may be given (tests), else built from `settings` at start-up."""
     settings = services.settings if services is not None else settings or load_settings()
@@ -145,10 +110,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             stop_worker.set()
             if worker_task is not None:
                 await worker_task  # finishes the row in progress, releases the rest
-            await app.state.user_limits.aclose()
             if owned:
-                await running.plaid.aclose()
-                await running.database.dispose()
+                await running.aclose()
 
     app = FastAPI(
         title="plaid-bridge",
@@ -158,7 +121,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     if services is not None:
         app.state.services = services
-    app.state.user_limits = UserRateLimiter.from_settings(settings)
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(metrics_router)

@@ -15,7 +15,7 @@ from plaid_bridge.db import Base, BigId, utcnow
 from plaid_bridge.redaction import redact
 
 if TYPE_CHECKING:
-    from plaid_bridge.dependencies import Caller
+    from plaid_bridge.security.caller import Caller
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from plaid_bridge.plaid.limits import parse_rate_limits
+
 PlaidEnv = Literal["emulator", "sandbox", "production"]
 
 PLAID_HOSTS: dict[str, str] = {
@@ -135,8 +137,6 @@ class Settings(BaseSettings):
     @field_validator("plaid_rate_limits")
     @classmethod
     def _readable_rate_limits(cls, value: str | None) -> str | None:
-        from plaid_bridge.plaid.ratelimit import parse_rate_limits  # the one parser of the syntax
-
         try:
             parse_rate_limits(value)
         except ValueError as error:

@@ -1,53 +1,19 @@
-"""What routes depend on: the app's services, the caller's identity and role, one transaction."""
+"""FastAPI wiring only: the app's services, the caller's identity and role, one transaction per
+request, and the per-user rate limit. Routers use it; services and the worker never do."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge.config import Settings
-from plaid_bridge.db import Database
-from plaid_bridge.errors import Forbidden, Unauthorized
+from plaid_bridge.errors import Forbidden, RateLimited, Unauthorized
 from plaid_bridge.logs import org_id_var, request_id_var
-from plaid_bridge.metrics import Metrics
-from plaid_bridge.plaid.client import PlaidClient
-from plaid_bridge.plaid.webhook_verify import WebhookVerifier
-from plaid_bridge.security.auth import AuthError, Principal, Role, TokenVerifier
-from plaid_bridge.security.crypto import TokenCipher
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything long-lived that the app builds once at start-up."""
-
-    settings: Settings
-    database: Database
-    plaid: PlaidClient
-    cipher: TokenCipher
-    verifier: TokenVerifier
-    webhook_verifier: WebhookVerifier
-    metrics: Metrics = field(default_factory=Metrics)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The authenticated caller of one request, with what the audit log records about it."""
-
-    principal: Principal
-    request_id: str | None
-    ip: str | None
-
-    @property
-    def org_id(self) -> str:
-        return self.principal.org_id
-
-    @property
-    def user_id(self) -> str:
-        return self.principal.user_id
+from plaid_bridge.security.auth import AuthError, Role
+from plaid_bridge.security.caller import Caller
+from plaid_bridge.services import Services
 
 
 def get_services(request: Request) -> Services:
@@ -110,3 +76,22 @@ def check_user_id(caller: Caller, user_id: str | None) -> None:
     """The old frontend sends `userId`; it is accepted only when it is the caller."""
     if user_id is not None and user_id != caller.user_id:
         raise Forbidden("userId does not match the authenticated user.")
+
+
+async def _check_caller(request: Request, caller: Authenticated, services: ServicesDep) -> None:
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    try:
+        await services.user_limits.check(
+            org_id=caller.org_id, user_id=caller.user_id, route_path=path
+        )
+    except RateLimited as refused:
+        services.metrics.api_limited(str(refused.details.get("limit", "api")))
+        raise
+
+
+per_user_limit = Depends(_check_caller)
+"""The per-user API limits (`ratelimit/api.py`): add to `include_router(...,
+dependencies=[per_user_limit])` for authenticated routers. It shares the request's one
+authentication with the route's role dependency; the role each route demands is checked by the
+route."""

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from plaid_bridge import audit
 from plaid_bridge.logs import request_id_var
 from plaid_bridge.plaid.errors import PlaidError
-from plaid_bridge.plaid.ratelimit import LimiterUnavailable, LimitReached
+from plaid_bridge.plaid.outbound import LimiterUnavailable, LimitReached
 from plaid_bridge.redaction import redact_text
 
 logger = logging.getLogger("plaid_bridge.errors")

@@ -24,7 +24,7 @@ from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 
 if TYPE_CHECKING:
     from plaid_bridge.db import Database
-    from plaid_bridge.dependencies import Services
+    from plaid_bridge.services import Services
 
 __all__ = ["HttpMetricsMiddleware", "Metrics", "route_template", "router"]
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from plaid_bridge import migrate
-from plaid_bridge.dependencies import Services
 from plaid_bridge.errors import Unavailable
+from plaid_bridge.services import Services
 
 router = APIRouter(tags=["ops"])
 logger = logging.getLogger("plaid_bridge.ops")

@@ -28,9 +28,9 @@ from sqlalchemy.orm import aliased
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import dialect_name, utcnow
-from plaid_bridge.dependencies import Services
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.redaction import redact_text
+from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks import handlers
 from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
@@ -350,8 +350,6 @@ class Worker:
 
 async def serve(settings: Settings) -> None:
     """`plaid-bridge worker`: run until SIGTERM or SIGINT, finishing the row in progress."""
-    from plaid_bridge.app import build_services  # the app module imports this one
-
     services = build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -365,5 +363,4 @@ async def serve(settings: Settings) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        services.plaid.close()
-        await services.database.dispose()
+        await services.aclose()

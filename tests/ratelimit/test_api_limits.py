@@ -9,10 +9,10 @@ import time
 import anyio
 import pytest
 
-from plaid_bridge.api_rate_limits import UserRateLimiter
 from plaid_bridge.config import Settings
 from plaid_bridge.errors import RateLimited
-from plaid_bridge.plaid.ratelimit import RedisWindows
+from plaid_bridge.ratelimit.api import UserRateLimiter
+from plaid_bridge.ratelimit.windows import RedisWindows
 from tests.conftest import Api, make_settings
 
 pytestmark = pytest.mark.anyio

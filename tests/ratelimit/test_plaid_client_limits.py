@@ -13,15 +13,9 @@ import pytest
 from plaid_bridge.emulator import EmulatorServer
 from plaid_bridge.metrics import Metrics
 from plaid_bridge.plaid import PlaidClient, PlaidError, PlaidErrorClass
-from plaid_bridge.plaid.ratelimit import (
-    PRODUCTION_LIMITS,
-    LimiterUnavailable,
-    LimitReached,
-    MemoryWindows,
-    OutboundLimiter,
-    RedisWindows,
-    SlidingWindows,
-)
+from plaid_bridge.plaid.limits import PRODUCTION_LIMITS
+from plaid_bridge.plaid.outbound import LimiterUnavailable, LimitReached, OutboundLimiter
+from plaid_bridge.ratelimit.windows import MemoryWindows, RedisWindows, SlidingWindows
 
 pytestmark = pytest.mark.anyio
 INSTITUTION = "ins_109508"

@@ -13,20 +13,19 @@ from prometheus_client import CollectorRegistry
 
 from plaid_bridge.metrics import Metrics
 from plaid_bridge.plaid import PlaidError, PlaidErrorClass
-from plaid_bridge.plaid.ratelimit import (
+from plaid_bridge.plaid.limits import (
     PRODUCTION_LIMITS,
     EndpointLimits,
+    default_limits,
+    parse_rate_limits,
+)
+from plaid_bridge.plaid.outbound import (
     LimiterUnavailable,
     LimitReached,
-    MemoryWindows,
     OutboundLimiter,
-    RedisWindows,
-    Window,
-    default_limits,
     item_key_for,
-    parse_rate_limits,
-    windows_from_uri,
 )
+from plaid_bridge.ratelimit.windows import MemoryWindows, RedisWindows, Window, windows_from_uri
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from sqlalchemy import Text, cast, func, select
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import Database
-from plaid_bridge.dependencies import Services
+from plaid_bridge.services import Services
 from plaid_bridge.sync.models import SyncRequest, SyncRun
 from plaid_bridge.sync.queue import process_due
 from plaid_bridge.transactions.models import PlaidTransaction

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 WORKER = """
 import sys, anyio
-from plaid_bridge.app import build_services
+from plaid_bridge.services import build_services
 from plaid_bridge.config import load_settings
 from plaid_bridge.sync.engine import sync_item
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plaid_bridge.dependencies import Services
+from plaid_bridge.services import Services
 from plaid_bridge.sync.engine import Outcome, sync_item
 from tests.conftest import Api
 from tests.sync.emulator_faults import advance, fault, sync_calls

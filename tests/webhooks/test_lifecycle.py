@@ -16,10 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from plaid_bridge.app import build_services, create_app
+from plaid_bridge.app import create_app
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.connections.service import access_token
 from plaid_bridge.emulator import EmulatorServer
+from plaid_bridge.services import build_services
 from plaid_bridge.serving import BackgroundServer
 from plaid_bridge.sync.models import SyncRequest
 from plaid_bridge.webhooks.models import WebhookEvent

@@ -17,8 +17,9 @@ from plaid_bridge.connections import lifecycle, service
 from plaid_bridge.connections.health import Health, HealthSummary, assess, summarize, with_note
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.db import Database, utcnow
-from plaid_bridge.dependencies import Caller, Services
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+from plaid_bridge.security.caller import Caller
+from plaid_bridge.services import Services
 
 logger = logging.getLogger("plaid_bridge.connections.health")
 

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plaid_bridge import audit
 from plaid_bridge.connections import lifecycle, service
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
-from plaid_bridge.dependencies import Caller, Services
 from plaid_bridge.errors import Conflict, from_plaid
 from plaid_bridge.plaid.errors import PlaidError
 from plaid_bridge.plaid.types import LinkToken
+from plaid_bridge.security.caller import Caller
+from plaid_bridge.services import Services
 from plaid_bridge.sync.requests import request_sync
 
 logger = logging.getLogger("plaid_bridge.connections.reauth")

@@ -23,12 +23,13 @@ from plaid_bridge.connections.models import (
 )
 from plaid_bridge.connections.schemas import ExchangeRequest, LinkTokenRequest
 from plaid_bridge.db import Database, utcnow
-from plaid_bridge.dependencies import Caller, Services
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.types import Account, LinkToken
+from plaid_bridge.security.caller import Caller
 from plaid_bridge.security.crypto import TokenCipher
+from plaid_bridge.services import Services
 from plaid_bridge.sync.requests import request_sync
 
 logger = logging.getLogger("plaid_bridge.connections")

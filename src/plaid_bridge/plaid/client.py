@@ -55,7 +55,7 @@ from plaid_bridge.plaid.errors import (
     PlaidErrorClass,
     error_from_exception,
 )
-from plaid_bridge.plaid.ratelimit import LimiterEvents, OutboundLimiter, item_key_for
+from plaid_bridge.plaid.outbound import LimiterEvents, OutboundLimiter, item_key_for
 from plaid_bridge.plaid.types import (
     Account,
     Institution,

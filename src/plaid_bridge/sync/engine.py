@@ -27,9 +27,9 @@ from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.connections.service import access_token, store_accounts
 from plaid_bridge.db import utcnow
-from plaid_bridge.dependencies import Services
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.types import Account, SyncPage
+from plaid_bridge.services import Services
 from plaid_bridge.sync.locks import local_lock, try_database_lock
 from plaid_bridge.sync.models import SyncRun
 from plaid_bridge.sync.writer import Target, UpdateWriter, open_writer

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
-from plaid_bridge.dependencies import Services
+from plaid_bridge.services import Services
 from plaid_bridge.sync.engine import SYNCABLE, Outcome, SyncResult, sync_item
 from plaid_bridge.sync.models import SyncRequest, SyncRequestState, SyncRun
 from plaid_bridge.sync.requests import request_sync

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.connections.service import find_connection
-from plaid_bridge.dependencies import Caller
 from plaid_bridge.errors import BadRequest
+from plaid_bridge.security.caller import Caller
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.transactions.schemas import list_json, transaction_json
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plaid_bridge import audit
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
-from plaid_bridge.dependencies import Caller
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
+from plaid_bridge.security.caller import Caller
 from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
 
 WEBHOOK_REPLAYED = "WEBHOOK_REPLAYED"

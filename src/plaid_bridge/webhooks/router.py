@@ -13,8 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.requests import ClientDisconnect
 
-from plaid_bridge.api_rate_limits import per_user_limit
-from plaid_bridge.dependencies import Admin, ServicesDep
+from plaid_bridge.dependencies import Admin, ServicesDep, per_user_limit
 from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.webhook_verify import WebhookVerificationError

@@ -2,8 +2,9 @@
 
 Per authenticated user: create-link-token and exchange-token 10 a minute each, every other
 route 120 a minute together, as sliding windows kept where `RATE_LIMIT_STORAGE_URI` says (so
-replicas sharing Redis share them). Applied by the `per_user_limit` dependency, added to the
-authenticated routers only: the webhook is never limited per client.
+replicas sharing Redis share them). Applied by `dependencies.per_user_limit`, added to the
+authenticated routers only: the webhook is never limited per client. Its refusals are errors of
+its own (`ApiLimitReached`, `ApiLimiterUnavailable`), never Plaid's.
 """
 
 from __future__ import annotations
@@ -12,17 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, Request
-
-from plaid_bridge.dependencies import Authenticated, ServicesDep
-from plaid_bridge.errors import AppError, RateLimited, from_plaid
-from plaid_bridge.plaid.ratelimit import (
-    LimiterUnavailable,
-    SlidingWindows,
-    StorageFailure,
-    Window,
-    windows_from_uri,
-)
+from plaid_bridge.errors import LIMITER_RETRY_AFTER, RateLimited, Unavailable
+from plaid_bridge.ratelimit.windows import SlidingWindows, StorageFailure, Window, windows_from_uri
 
 if TYPE_CHECKING:
     from plaid_bridge.config import Settings
@@ -30,8 +22,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LIMIT",
     "ROUTE_LIMITS",
+    "ApiLimitReached",
+    "ApiLimiterUnavailable",
     "UserRateLimiter",
-    "per_user_limit",
 ]
 
 ROUTE_LIMITS: Mapping[str, int] = {"/create-link-token": 10, "/exchange-token": 10}
@@ -40,8 +33,24 @@ DEFAULT_LIMIT = 120
 """Every other authenticated route, per user per minute, in one shared window."""
 
 
-def _unavailable() -> AppError:
-    return from_plaid(LimiterUnavailable(endpoint="api"))
+class ApiLimitReached(RateLimited):
+    """The caller's window for `limit` is full; `retry_after` is whole seconds until a slot
+    frees. The limit's name is part of the error body (`limit`)."""
+
+    def __init__(self, *, limit: str, retry_after: int) -> None:
+        self.limit = limit
+        super().__init__(details={"limit": limit}, retry_after=retry_after)
+
+
+class ApiLimiterUnavailable(Unavailable):
+    """The windows' storage did not answer, so the request was refused: letting it through
+    unlimited would lift the limit for every replica at once."""
+
+    code = "RATE_LIMITER_UNAVAILABLE"
+    message = "Rate limiting is unavailable, so the request was not processed; try again shortly."
+
+    def __init__(self) -> None:
+        super().__init__(retry_after=LIMITER_RETRY_AFTER)
 
 
 class UserRateLimiter:
@@ -73,36 +82,19 @@ class UserRateLimiter:
         return "api", self.default_limit
 
     async def check(self, *, org_id: str, user_id: str, route_path: str) -> str:
-        """Takes a slot for one request and returns the limit's name. Raises RateLimited (429,
-        `retryAfter` = whole seconds until a slot frees) when the window is full, Unavailable
-        (503) when the storage cannot answer."""
+        """Takes a slot for one request and returns the limit's name. Raises ApiLimitReached
+        (429, `retryAfter` = whole seconds until a slot frees) when the window is full,
+        ApiLimiterUnavailable (503) when the storage cannot answer."""
         name, limit = self.limit_for(route_path)
         # Lengths first: neither part can forge a boundary into the other.
         key = f"api/{name}/{len(org_id)}:{org_id}/{len(user_id)}:{user_id}"
         try:
             attempt = await self.windows.acquire([Window(key, limit, self.seconds)])
         except StorageFailure:
-            raise _unavailable() from None
+            raise ApiLimiterUnavailable() from None
         if not attempt.granted:
-            raise RateLimited(details={"limit": name}, retry_after=max(1, math.ceil(attempt.wait)))
+            raise ApiLimitReached(limit=name, retry_after=max(1, math.ceil(attempt.wait)))
         return name
 
     async def aclose(self) -> None:
         await self.windows.aclose()
-
-
-async def _check_caller(request: Request, caller: Authenticated, services: ServicesDep) -> None:
-    limiter: UserRateLimiter = request.app.state.user_limits
-    route = request.scope.get("route")
-    path = getattr(route, "path", request.url.path)
-    try:
-        await limiter.check(org_id=caller.org_id, user_id=caller.user_id, route_path=path)
-    except RateLimited as refused:
-        services.metrics.api_limited(str(refused.details.get("limit", "api")))
-        raise
-
-
-per_user_limit = Depends(_check_caller)
-"""Add to `include_router(..., dependencies=[per_user_limit])` for authenticated routers. It
-shares the request's one authentication with the route's role dependency; the role each route
-demands is checked by the route."""

@@ -1,0 +1,1 @@
+"""Rate limits: generic sliding windows (memory or Redis) and the per-user API limits on them."""

@@ -33,10 +33,10 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.cpu import total_cpu_seconds, used_since
 from benchmarks.emulator_process import emulator_process
-from plaid_bridge import migrate
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import sync_url
+from plaid_bridge.ops import migrate
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
 from plaid_bridge.sync.writer import STORE_COLUMNS, STORE_TYPES

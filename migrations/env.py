@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from plaid_bridge.db import ensure_sqlite_dir, sync_url
-from plaid_bridge.models import metadata
+from plaid_bridge.ops.migrate import metadata
 
 config = context.config
 

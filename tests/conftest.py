@@ -20,11 +20,11 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from plaid_bridge import migrate
 from plaid_bridge.app import create_app
 from plaid_bridge.config import Settings
 from plaid_bridge.db import Database, sync_url
 from plaid_bridge.emulator import EmulatorConfig, EmulatorServer
+from plaid_bridge.ops import migrate
 from plaid_bridge.security.auth import issue_dev_token
 from plaid_bridge.services import Services, build_services
 

@@ -10,10 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
-from plaid_bridge import migrate
 from plaid_bridge.connections.models import PlaidAccount, PlaidConnection
 from plaid_bridge.db import Database
-from plaid_bridge.models import metadata
+from plaid_bridge.ops import migrate
+from plaid_bridge.ops.migrate import metadata
 
 pytestmark = pytest.mark.anyio
 

@@ -13,17 +13,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plaid_bridge import audit
+from plaid_bridge.activity import audit
+from plaid_bridge.activity.router import router as activity_router
 from plaid_bridge.config import Settings, load_settings
 from plaid_bridge.connections.health_router import router as health_router
 from plaid_bridge.connections.router import router as connections_router
 from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
-from plaid_bridge.feeds import router as feeds_router
 from plaid_bridge.logs import configure_logging, item_id_var, org_id_var, request_id_var
-from plaid_bridge.metrics import HttpMetricsMiddleware
-from plaid_bridge.metrics import router as metrics_router
-from plaid_bridge.ops import router as ops_router
+from plaid_bridge.ops.metrics import HttpMetricsMiddleware
+from plaid_bridge.ops.router import router as ops_router
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.router import router as sync_router
 from plaid_bridge.transactions.router import router as transactions_router
@@ -123,11 +122,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     install_error_handlers(app)
     app.include_router(ops_router)
-    app.include_router(metrics_router)
     limited = [per_user_limit]  # per-user limits: not on the webhook routes
     app.include_router(connections_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(health_router, prefix=API_PREFIX, dependencies=limited)
-    app.include_router(feeds_router, prefix=API_PREFIX, dependencies=limited)
+    app.include_router(activity_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(sync_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(transactions_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(webhooks_router, prefix=API_PREFIX)

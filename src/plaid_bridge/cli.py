@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(_args: argparse.Namespace) -> int:
-    from plaid_bridge import migrate
+    from plaid_bridge.ops import migrate
 
     settings = _settings()
     migrate.upgrade(settings.database_url)
@@ -71,8 +71,8 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     """Emulator and API together in the foreground; Ctrl-C stops both."""
-    from plaid_bridge import migrate
     from plaid_bridge.emulator import EmulatorConfig, EmulatorServer
+    from plaid_bridge.ops import migrate
 
     settings = _settings()
     if settings.plaid_env != "emulator":

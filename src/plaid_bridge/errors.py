@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plaid_bridge import audit
+from plaid_bridge.activity import audit
 from plaid_bridge.logs import request_id_var
 from plaid_bridge.plaid.errors import PlaidError
 from plaid_bridge.plaid.outbound import LimiterUnavailable, LimitReached

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from plaid_bridge.config import Settings
 from plaid_bridge.db import Database
-from plaid_bridge.metrics import Metrics
+from plaid_bridge.ops.metrics import Metrics
 from plaid_bridge.plaid.client import PlaidClient
 from plaid_bridge.plaid.webhook_verify import WebhookVerifier
 from plaid_bridge.ratelimit.api import UserRateLimiter

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from plaid_bridge.emulator import EmulatorServer
-from plaid_bridge.metrics import Metrics
+from plaid_bridge.ops.metrics import Metrics
 from plaid_bridge.plaid import PlaidClient, PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.limits import PRODUCTION_LIMITS
 from plaid_bridge.plaid.outbound import LimiterUnavailable, LimitReached, OutboundLimiter

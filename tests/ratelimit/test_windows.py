@@ -11,7 +11,7 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from plaid_bridge.metrics import Metrics
+from plaid_bridge.ops.metrics import Metrics
 from plaid_bridge.plaid import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.limits import (
     PRODUCTION_LIMITS,

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from plaid_bridge.activity.events import Event
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
 from plaid_bridge.emulator import EmulatorServer
-from plaid_bridge.events import Event
 from plaid_bridge.plaid.errors import PlaidErrorClass
 from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
 from plaid_bridge.sync.locks import try_database_lock

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from plaid_bridge.audit import AuditLog
+from plaid_bridge.activity.audit import AuditLog
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
 from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from plaid_bridge.audit import AuditLog
+from plaid_bridge.activity.audit import AuditLog
+from plaid_bridge.activity.events import Event
 from plaid_bridge.connections.lifecycle import STATUS_CHANGED
 from plaid_bridge.connections.models import PlaidAccount, PlaidConnection
 from plaid_bridge.db import utcnow
-from plaid_bridge.events import Event
 from plaid_bridge.sync.models import SyncRequest
 from plaid_bridge.webhooks.models import WebhookEvent
 from plaid_bridge.worker import Worker

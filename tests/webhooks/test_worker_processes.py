@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.engine import make_url
 
+from plaid_bridge.activity.events import Event
 from plaid_bridge.connections.models import PlaidAccount, PlaidConnection
 from plaid_bridge.db import Database, utcnow
 from plaid_bridge.emulator import EmulatorServer
-from plaid_bridge.events import Event
 from plaid_bridge.webhooks.models import WebhookEvent
 from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, UNREACHABLE_WEBHOOK
 

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 
 from pydantic import ConfigDict
 
+from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
-from plaid_bridge.connections.schemas import CamelModel
 from plaid_bridge.plaid.errors import PlaidErrorClass
 from plaid_bridge.plaid.types import PlaidItem
 

@@ -6,10 +6,11 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
+from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections import health_checks, reauth, service
 from plaid_bridge.connections.health import Health, HealthSummary
 from plaid_bridge.connections.router import connection_out
-from plaid_bridge.connections.schemas import CamelModel, ConnectionOut
+from plaid_bridge.connections.schemas import ConnectionOut
 from plaid_bridge.dependencies import Admin, Member, ServicesDep, SessionDep, Viewer
 
 router = APIRouter(tags=["health"])

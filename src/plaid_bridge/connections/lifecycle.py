@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge import audit, events
+from plaid_bridge.activity import audit, events
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 

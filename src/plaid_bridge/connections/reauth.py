@@ -10,7 +10,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge import audit
+from plaid_bridge.activity import audit
 from plaid_bridge.connections import lifecycle, service
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.errors import Conflict, from_plaid

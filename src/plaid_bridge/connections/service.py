@@ -13,7 +13,7 @@ import anyio
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge import audit, events
+from plaid_bridge.activity import audit, events
 from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import (
     LIVE_STATUSES,

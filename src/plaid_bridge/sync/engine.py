@@ -22,7 +22,7 @@ import anyio
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge import events
+from plaid_bridge.activity import events
 from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.connections.service import access_token, store_accounts

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from plaid_bridge import audit
-from plaid_bridge.connections.schemas import CamelModel
+from plaid_bridge.activity import audit
+from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections.service import find_connection
 from plaid_bridge.dependencies import Member, SessionDep
 from plaid_bridge.errors import NotFound

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from plaid_bridge.connections.schemas import CamelModel
+from plaid_bridge.api.schemas import CamelModel
 
 
 def _plain(value: object) -> object:

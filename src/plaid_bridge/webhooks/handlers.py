@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge import events
+from plaid_bridge.activity import events
 from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import ConnectionStatus, PlaidAccount, PlaidConnection
 from plaid_bridge.plaid.errors import PlaidErrorClass, classify

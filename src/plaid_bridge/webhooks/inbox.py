@@ -23,7 +23,7 @@ from sqlalchemy.orm import aliased
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import Database, dialect_name, utcnow
 from plaid_bridge.logs import item_id_var
-from plaid_bridge.metrics import Metrics
+from plaid_bridge.ops.metrics import Metrics
 from plaid_bridge.redaction import redact_text
 from plaid_bridge.webhooks import handlers
 from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge import audit
+from plaid_bridge.activity import audit
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
 from plaid_bridge.errors import BadRequest, Conflict, NotFound

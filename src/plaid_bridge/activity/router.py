@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from plaid_bridge.audit import AuditLog
-from plaid_bridge.connections.schemas import CamelModel
+from plaid_bridge.activity.audit import AuditLog
+from plaid_bridge.activity.events import Event
+from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.dependencies import Admin, SessionDep, Viewer
-from plaid_bridge.events import Event
 
 router = APIRouter(tags=["feeds"])
 

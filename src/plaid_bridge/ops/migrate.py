@@ -1,4 +1,9 @@
-"""Alembic, driven from the settings: `plaid-bridge db upgrade`, start-up checks and test setup."""
+"""The database schema: every table registered in one metadata, and Alembic driven from the
+settings (`plaid-bridge db upgrade`, the readiness probe, test setup).
+
+A new table is a model in its domain's `models.py`, imported here so that Alembic's autogenerate
+and the schema test see it, and a migration in `migrations/versions/`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,37 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-ROOT = Path(__file__).resolve().parents[2]
+from plaid_bridge.activity.audit import AuditLog
+from plaid_bridge.activity.events import Event
+from plaid_bridge.connections.models import PlaidAccount, PlaidConnection
+from plaid_bridge.db import Base
+from plaid_bridge.sync.models import SyncRequest, SyncRun
+from plaid_bridge.transactions.models import PlaidTransaction
+from plaid_bridge.webhooks.models import WebhookEvent
+
+__all__ = [
+    "TABLES",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "metadata",
+    "upgrade",
+]
+
+TABLES = (
+    AuditLog,
+    Event,
+    PlaidAccount,
+    PlaidConnection,
+    PlaidTransaction,
+    SyncRequest,
+    SyncRun,
+    WebhookEvent,
+)
+"""Every model, so that importing this module registers the whole schema in `metadata`."""
+metadata = Base.metadata
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def alembic_config(database_url: str) -> Config:

@@ -1,5 +1,5 @@
-"""Prometheus metrics: one registry per `Services` (never the process-global one), the HTTP
-middleware that times every request, and `GET /metrics`.
+"""Prometheus metrics: one registry per `Services` (never the process-global one) and the HTTP
+middleware that times every request; `GET /metrics` (ops/router.py) renders them.
 
 Other modules report through small methods (`webhook_received`, `sync_run`, ...) and never touch
 prometheus_client. Label values are bounded: HTTP routes are path templates, webhook types and
@@ -14,8 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,9 +23,8 @@ from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 
 if TYPE_CHECKING:
     from plaid_bridge.db import Database
-    from plaid_bridge.services import Services
 
-__all__ = ["HttpMetricsMiddleware", "Metrics", "route_template", "router"]
+__all__ = ["HttpMetricsMiddleware", "Metrics", "route_template"]
 
 logger = logging.getLogger("plaid_bridge.metrics")
 
@@ -239,14 +237,3 @@ class HttpMetricsMiddleware:
                 services.metrics.observe_http(
                     scope["method"], route_template(scope), status, time.perf_counter() - started
                 )
-
-
-router = APIRouter(tags=["ops"])
-
-
-@router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
-    services: Services = request.app.state.services
-    await services.metrics.refresh_connections(services.database)
-    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

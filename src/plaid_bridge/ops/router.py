@@ -1,14 +1,15 @@
-"""Operations endpoints, no auth: liveness and readiness."""
+"""Operations endpoints, no auth: liveness, readiness and the Prometheus metrics."""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from plaid_bridge import migrate
 from plaid_bridge.errors import Unavailable
+from plaid_bridge.ops import migrate
 from plaid_bridge.services import Services
 
 router = APIRouter(tags=["ops"])
@@ -40,3 +41,11 @@ async def readyz(request: Request) -> dict[str, str]:
             retry_after=30,
         )
     return {"status": "ready", "migration": current or ""}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    services: Services = request.app.state.services
+    await services.metrics.refresh_connections(services.database)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

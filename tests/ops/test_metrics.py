@@ -16,7 +16,7 @@ from sqlalchemy import select
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.logs import configure_logging
-from plaid_bridge.metrics import Metrics
+from plaid_bridge.ops.metrics import Metrics
 from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, Api, make_settings
 
 pytestmark = pytest.mark.anyio

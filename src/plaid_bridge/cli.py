@@ -122,7 +122,7 @@ def _dev_token(args: argparse.Namespace) -> int:
 
 
 def _rotate_keys(_args: argparse.Namespace) -> int:
-    from plaid_bridge.connections.service import reencrypt_tokens
+    from plaid_bridge.connections.tokens import reencrypt_tokens
     from plaid_bridge.db import Database
     from plaid_bridge.security.crypto import TokenCipher
 

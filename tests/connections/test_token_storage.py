@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
 from plaid_bridge.connections.models import PlaidConnection
-from plaid_bridge.connections.service import reencrypt_tokens
+from plaid_bridge.connections.tokens import reencrypt_tokens
 from plaid_bridge.security.crypto import TokenCipher, TokenDecryptError
 from tests.conftest import ENCRYPTION_KEYS, Api, make_settings
 

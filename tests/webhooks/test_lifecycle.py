@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from plaid_bridge.app import create_app
 from plaid_bridge.connections.models import PlaidConnection
-from plaid_bridge.connections.service import access_token
+from plaid_bridge.connections.tokens import decrypt_access_token
 from plaid_bridge.emulator import EmulatorServer
 from plaid_bridge.services import build_services
 from plaid_bridge.serving import BackgroundServer
@@ -56,7 +56,7 @@ class Live:
                 select(PlaidConnection).where(PlaidConnection.item_id == item_id)
             )
             assert found is not None
-            return await access_token(self.api.services, found)
+            return await decrypt_access_token(found, cipher=self.api.services.cipher)
 
     async def linked(self) -> str:
         """A new connection, once its initial sync and the webhooks that caused have run (a

@@ -13,9 +13,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge.connections import lifecycle, service
+from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.health import Health, HealthSummary, assess, summarize, with_note
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
+from plaid_bridge.connections.tokens import decrypt_access_token
 from plaid_bridge.db import Database, utcnow
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.security.caller import Caller
@@ -54,7 +55,7 @@ async def check(
     now = now or utcnow()
     if not live or connection.access_token_encrypted is None:
         return assess(connection, now=now)
-    token = await service.access_token(services, connection)
+    token = await decrypt_access_token(connection, cipher=services.cipher)
     try:
         item = await services.plaid.get_item(access_token=token)
     except PlaidError as error:

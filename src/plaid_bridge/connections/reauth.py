@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plaid_bridge.activity import audit
 from plaid_bridge.connections import lifecycle, service
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
+from plaid_bridge.connections.tokens import decrypt_access_token
 from plaid_bridge.errors import Conflict, from_plaid
 from plaid_bridge.plaid.errors import PlaidError
 from plaid_bridge.plaid.types import LinkToken
@@ -46,7 +47,7 @@ async def create_link_token(
             "Access to this bank was revoked; connect the bank again.",
             code="CONNECTION_REVOKED",
         )
-    token = await service.access_token(services, connection)
+    token = await decrypt_access_token(connection, cipher=services.cipher)
     selection = account_selection or connection.new_accounts_available
     try:
         link = await services.plaid.create_link_token(
@@ -81,7 +82,7 @@ async def complete(
     be fetched for a transient reason leave `newAccountsAvailable` as it was.
     """
     audit.begin_for(caller, REAUTH_COMPLETED, connection.item_id)
-    token = await service.access_token(services, connection)
+    token = await decrypt_access_token(connection, cipher=services.cipher)
     try:
         item = await services.plaid.get_item(access_token=token)
     except PlaidError as error:

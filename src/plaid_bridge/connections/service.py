@@ -22,13 +22,13 @@ from plaid_bridge.connections.models import (
     PlaidConnection,
 )
 from plaid_bridge.connections.schemas import ExchangeRequest, LinkTokenRequest
-from plaid_bridge.db import Database, utcnow
+from plaid_bridge.connections.tokens import decrypt_access_token
+from plaid_bridge.db import utcnow
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.types import Account, LinkToken
 from plaid_bridge.security.caller import Caller
-from plaid_bridge.security.crypto import TokenCipher
 from plaid_bridge.services import Services
 from plaid_bridge.sync.requests import request_sync
 
@@ -113,20 +113,6 @@ async def list_connections(session: AsyncSession, caller: Caller) -> Sequence[Pl
         .order_by(PlaidConnection.created_at, PlaidConnection.id)
     )
     return result.all()
-
-
-async def access_token(services: Services, connection: PlaidConnection) -> str:
-    """The decrypted access token; an old-format or old-key ciphertext is re-encrypted on read."""
-    stored = connection.access_token_encrypted
-    if stored is None:
-        raise NotFound("This connection was removed.", code="CONNECTION_REMOVED")
-    cipher = services.cipher
-    if not cipher.needs_rewrite(stored):
-        return cipher.decrypt(stored, connection.item_id)
-    # The legacy format derives its key with 100,000 PBKDF2 rounds: keep that off the loop.
-    token = await anyio.to_thread.run_sync(cipher.decrypt, stored, connection.item_id)
-    connection.access_token_encrypted = cipher.encrypt(token, connection.item_id)
-    return token
 
 
 def _apply_account(row: PlaidAccount, account: Account) -> None:
@@ -302,7 +288,7 @@ async def refresh_accounts(
     """Fetch accounts (or real-time balances) from Plaid and store them; audited."""
     action = BALANCES_FETCHED if balances else ACCOUNTS_FETCHED
     audit.begin_for(caller, action, connection.item_id)
-    token = await access_token(services, connection)
+    token = await decrypt_access_token(connection, cipher=services.cipher)
     try:
         if balances:
             accounts = await services.plaid.get_balances(access_token=token)
@@ -345,7 +331,7 @@ async def remove(
     audit.begin_for(caller, CONNECTION_REMOVED, connection.item_id)
     plaid_request_id = None
     if connection.access_token_encrypted is not None:
-        token = await access_token(services, connection)
+        token = await decrypt_access_token(connection, cipher=services.cipher)
         try:
             plaid_request_id = await services.plaid.remove_item(access_token=token)
         except PlaidError as error:
@@ -376,36 +362,3 @@ async def remove(
     connection.removed_at = utcnow()
     await session.flush()
     return connection
-
-
-async def reencrypt_tokens(database: Database, cipher: TokenCipher, batch: int = 200) -> int:
-    """Re-encrypt every stored access token that is not under the active key; returns how many.
-
-    Works in batches, one transaction each, so a large table never holds one long transaction;
-    safe to re-run (rows already under the active key are skipped).
-    """
-    rotated, after = 0, ""
-    while True:
-        async with database.transaction() as session:
-            rows = (
-                await session.scalars(
-                    select(PlaidConnection)
-                    .where(
-                        PlaidConnection.access_token_encrypted.is_not(None),
-                        PlaidConnection.id > after,
-                    )
-                    .order_by(PlaidConnection.id)
-                    .limit(batch)
-                    .with_for_update()
-                )
-            ).all()
-            if not rows:
-                return rotated
-            for row in rows:
-                stored = row.access_token_encrypted
-                if stored is not None and cipher.needs_rewrite(stored):
-                    row.access_token_encrypted = await anyio.to_thread.run_sync(
-                        cipher.reencrypt, stored, row.item_id
-                    )
-                    rotated += 1
-            after = rows[-1].id

@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plaid_bridge.activity import events
 from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
-from plaid_bridge.connections.service import access_token, store_accounts
+from plaid_bridge.connections.service import store_accounts
+from plaid_bridge.connections.tokens import decrypt_access_token
 from plaid_bridge.db import utcnow
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.types import Account, SyncPage
@@ -237,7 +238,7 @@ async def _prepare(
             await session.flush()
             logger.info("plaid.sync.skipped", extra={"item_id": item_id, "reason": reason})
             return progress.result(item_id, Outcome.SKIPPED, run, error_code=reason)
-        token = await access_token(services, connection)
+        token = await decrypt_access_token(connection, cipher=services.cipher)
         await session.flush()  # a legacy token just re-encrypted changes `updated_at`
         return _Start(item_id, connection.id, token, connection.cursor, connection.updated_at)
 

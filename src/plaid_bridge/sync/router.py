@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from plaid_bridge.activity import audit
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections.service import find_connection
+from plaid_bridge.connections.tokens import ConnectionRemoved
 from plaid_bridge.dependencies import Member, SessionDep
-from plaid_bridge.errors import NotFound
 from plaid_bridge.sync.requests import request_sync
 
 router = APIRouter(tags=["sync"])
@@ -26,7 +26,7 @@ async def trigger_sync(item_id: str, caller: Member, session: SessionDep) -> Syn
     connection = await find_connection(session, caller, item_id)
     audit.begin_for(caller, SYNC_REQUESTED, item_id)
     if not connection.live:
-        raise NotFound("This connection was removed.", code="CONNECTION_REMOVED")
+        raise ConnectionRemoved()
     await request_sync(session, item_id, reason="manual")
     await audit.record_for(session, caller, SYNC_REQUESTED, item_id=item_id)
     return SyncRequested()

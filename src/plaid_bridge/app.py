@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plaid_bridge.activity import audit
 from plaid_bridge.activity.router import router as activity_router
-from plaid_bridge.config import Settings, load_settings
+from plaid_bridge.config import API_PREFIX, Settings, load_settings
 from plaid_bridge.connections.health_router import router as health_router
+from plaid_bridge.connections.reauth_router import router as reauth_router
 from plaid_bridge.connections.router import router as connections_router
 from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
@@ -30,7 +31,6 @@ from plaid_bridge.webhooks.router import integrations_router as webhooks_integra
 from plaid_bridge.webhooks.router import router as webhooks_router
 from plaid_bridge.worker import Worker, default_worker_id
 
-API_PREFIX = "/api/v1/plaid"
 logger = logging.getLogger("plaid_bridge.app")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     limited = [per_user_limit]  # per-user limits: not on the webhook routes
     app.include_router(connections_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(health_router, prefix=API_PREFIX, dependencies=limited)
+    app.include_router(reauth_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(activity_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(sync_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(transactions_router, prefix=API_PREFIX, dependencies=limited)

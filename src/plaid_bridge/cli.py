@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import uvicorn
 
 from plaid_bridge.config import ConfigError, Settings, load_settings
+from plaid_bridge.db import Database
 from plaid_bridge.logs import configure_logging
 
 APP_FACTORY = "plaid_bridge.app:create_app_from_env"
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -24,6 +26,19 @@ def _settings() -> Settings:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _on_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` on the configured database, disposed of afterwards whatever happens."""
+
+    async def run() -> T:
+        database = Database.from_url(settings.database_url)
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -123,20 +138,11 @@ def _dev_token(args: argparse.Namespace) -> int:
 
 def _rotate_keys(_args: argparse.Namespace) -> int:
     from plaid_bridge.connections.tokens import reencrypt_tokens
-    from plaid_bridge.db import Database
     from plaid_bridge.security.crypto import TokenCipher
 
     settings = _settings()
     cipher = TokenCipher.from_settings(settings, settings.var_dir)
-
-    async def run() -> int:
-        database = Database.from_url(settings.database_url)
-        try:
-            return await reencrypt_tokens(database, cipher)
-        finally:
-            await database.dispose()
-
-    rotated = asyncio.run(run())
+    rotated = _on_database(settings, lambda database: reencrypt_tokens(database, cipher))
     print(f"re-encrypted {rotated} access token(s) with key {cipher.keyring.active_kid}")
     return 0
 
@@ -151,19 +157,9 @@ def _worker(_args: argparse.Namespace) -> int:
 
 
 def _health_summary(_args: argparse.Namespace) -> int:
-    from plaid_bridge.connections.health_checks import summary_lines
-    from plaid_bridge.db import Database
+    from plaid_bridge.connections.health import summary_lines
 
-    settings = _settings()
-
-    async def run() -> list[str]:
-        database = Database.from_url(settings.database_url)
-        try:
-            return await summary_lines(database)
-        finally:
-            await database.dispose()
-
-    for line in asyncio.run(run()):
+    for line in _on_database(_settings(), summary_lines):
         print(line)
     return 0
 

@@ -22,6 +22,8 @@ PLAID_HOSTS: dict[str, str] = {
     "sandbox": "https://sandbox.plaid.com",
     "production": "https://production.plaid.com",
 }
+API_PREFIX = "/api/v1/plaid"
+"""Where the API's routes are mounted; the webhook URL and the health recommendations name it."""
 DEV_JWT_SECRET = "plaid-bridge-development-secret-not-for-production"
 CommaList = Annotated[list[str], NoDecode]
 
@@ -205,7 +207,7 @@ class Settings(BaseSettings):
         if self.plaid_webhook_url:
             return self.plaid_webhook_url
         if self.plaid_env == "emulator":
-            return "http://127.0.0.1:8000/api/v1/plaid/webhook"
+            return f"http://127.0.0.1:8000{API_PREFIX}/webhook"
         return None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plaid_bridge.connections.health import Health, assess, summarize, with_note
+from plaid_bridge.connections.health_rules import Health, assess, summarize, with_note
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.plaid.types import PlaidErrorInfo, PlaidItem
 

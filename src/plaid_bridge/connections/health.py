@@ -1,349 +1,155 @@
-"""Connection health (SPEC section 7): a pure verdict from a connection's stored state, optionally
-with what Plaid's `/item/get` just said, and the org-wide tally of such verdicts.
+"""Health checks against the database and, on request, Plaid: one connection, one org, every org.
 
-Decisions the SPEC leaves open:
-- A connection never synced is judged by its `created_at`: a new one is healthy while its first
-  sync is pending, one created more than 3 days ago without any sync is stale like any other.
-- `REMOVED` (or a status this code does not know) fits no rule: `UNKNOWN`.
-- `REVOKED` is critical but not `needsReauth`: Plaid refuses update mode on a revoked Item, the
-  user connects the bank again (PLAID_FACTS "Error classes").
-- With a live Item, Plaid's `error` (or its absence) replaces the stored error code; the stored
-  status still decides rules 1 and 4 until a repair or a webhook changes it.
+Services flush, never commit: the route's transaction decides (the CLI opens its own).
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
 
-from pydantic import ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from plaid_bridge.api.schemas import CamelModel
+from plaid_bridge.connections import lifecycle
+from plaid_bridge.connections.health_rules import (
+    Health,
+    HealthSummary,
+    assess,
+    summarize,
+    with_note,
+)
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
-from plaid_bridge.plaid.errors import PlaidErrorClass
-from plaid_bridge.plaid.types import PlaidItem
+from plaid_bridge.connections.tokens import decrypt_access_token
+from plaid_bridge.db import Database, utcnow
+from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+from plaid_bridge.security.caller import Caller
+from plaid_bridge.services import Services
 
-STALE_AFTER = timedelta(days=3)
-"""No successful sync for more than this: a warning, nothing to do yet."""
-OVERDUE_AFTER = timedelta(days=7)
-"""No successful sync for more than this: a warning that asks for action."""
+logger = logging.getLogger("plaid_bridge.connections.health")
 
-BASE = "/api/v1/plaid"
-
-LOGIN_CODES = frozenset(
-    {
-        "ITEM_LOGIN_REQUIRED",
-        "INVALID_CREDENTIALS",
-        "INVALID_MFA",
-        "INSUFFICIENT_CREDENTIALS",
-        "INVALID_UPDATED_USERNAME",
-        "INVALID_SEND_METHOD",
-        "ACCESS_NOT_GRANTED",
-        "RECAPTCHA_REQUIRED",
-    }
+LIVE_CHECK_FAILED = (
+    "(Plaid could not be reached for a live check; this is the last known state. Try again later.)"
 )
-"""Codes the user repairs in Link update mode: they carry `needsReauth`."""
-INSTITUTION_CODES = frozenset(
-    {"INSTITUTION_DOWN", "INSTITUTION_NOT_RESPONDING", "INSTITUTION_NOT_AVAILABLE"}
-)
-CRITICAL_CODES = frozenset(
-    {"INSTITUTION_NOT_RESPONDING", "INSTITUTION_DOWN", "INVALID_CREDENTIALS", "ITEM_LOCKED"}
-)
-"""Rule 2 of SPEC section 7."""
 
-
-KNOWN_STATUSES = frozenset(status.value for status in ConnectionStatus)
-
-
-class HealthStatus(enum.StrEnum):
-    HEALTHY = "HEALTHY"
-    WARNING = "WARNING"
-    CRITICAL = "CRITICAL"
-    UNKNOWN = "UNKNOWN"
-
-
-SEVERITY = {
-    HealthStatus.HEALTHY: "info",
-    HealthStatus.WARNING: "warning",
-    HealthStatus.CRITICAL: "error",
-    HealthStatus.UNKNOWN: "warning",
+# What a live answer from Plaid makes durable on the connection; other errors only colour the
+# verdict (institution outages pass, and the sync engine records what it meets).
+_RECORDED = {
+    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
+    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
 }
 
 
-class Health(CamelModel):
-    """The SPEC section 7 object; `error` is the error's message, `errorCode` its code."""
+async def check(
+    *,
+    services: Services,
+    session: AsyncSession,
+    caller: Caller,
+    connection: PlaidConnection,
+    live: bool,
+    now: datetime | None = None,
+) -> Health:
+    """The connection's health; with `live`, after asking Plaid `/item/get`.
 
-    model_config = ConfigDict(frozen=True)
-
-    item_id: str
-    healthy: bool
-    status: HealthStatus
-    severity: str
-    message: str
-    action_required: bool
-    recommendations: list[str]
-    last_sync: datetime | None
-    error: str | None
-    error_code: str | None
-    needs_reauth: bool
-
-
-class HealthSummary(CamelModel):
-    """The org-wide tally; `healthPercentage` is 100.0 when there is no connection at all
-    (nothing is unhealthy, and clients keep a number)."""
-
-    total: int
-    healthy: int
-    needs_reauth: int
-    errors: int
-    health_percentage: float
-    by_status: dict[str, int]
-
-
-def _reauth(item_id: str) -> str:
-    return (
-        "Ask the user to sign in to the bank again: create an update-mode Link token with "
-        f"POST {BASE}/connections/{item_id}/reauth, then confirm with "
-        f"POST {BASE}/connections/{item_id}/reauth/complete."
-    )
-
-
-def _reconnect(item_id: str) -> list[str]:
-    return [
-        f"Connect the bank again with a new Link session (POST {BASE}/create-link-token).",
-        f"Remove this connection (DELETE {BASE}/connections/{item_id}) so it stops billing.",
-    ]
-
-
-def _sync_now(item_id: str) -> str:
-    return f"Trigger a sync now with POST {BASE}/connections/{item_id}/sync."
-
-
-WEBHOOK_CHECK = (
-    "Check the webhook configuration: PLAID_WEBHOOK_URL must be the service's public https URL "
-    "and reachable by Plaid, and the worker must be running."
-)
-
-
-def recommendations_for(code: str | None, item_id: str) -> list[str]:
-    """Concrete next steps for an error code (the connection's or Plaid's live one)."""
-    if code in LOGIN_CODES:
-        return [_reauth(item_id)]
-    if code == "USER_PERMISSION_REVOKED":
-        return _reconnect(item_id)
-    if code in INSTITUTION_CODES:
-        return [
-            "The bank is temporarily unavailable; nothing to do now, syncs are retried later.",
-            "If this lasts more than a day, check the bank's status with Plaid and contact "
-            "the bank.",
-        ]
-    if code == "ITEM_LOCKED":
-        return [
-            "The bank locked the account: the user must contact the bank to unlock it.",
-            _reauth(item_id),
-        ]
-    if code in ("USER_SETUP_REQUIRED", "PASSWORD_RESET_REQUIRED"):
-        return [
-            "The user must finish an action on the bank's own website (setup or password reset).",
-            _reauth(item_id),
-        ]
-    if code == "ITEM_NOT_FOUND":
-        return [
-            "The Item no longer exists at Plaid: remove this connection "
-            f"(DELETE {BASE}/connections/{item_id}) and connect the bank again."
-        ]
-    if code == "PRODUCT_NOT_READY":
-        return ["The bank data is still being prepared; retry later or wait for the webhook."]
-    if code in ("INVALID_ACCESS_TOKEN", "INVALID_API_KEYS"):
-        return [
-            "The service's Plaid credentials or stored token are wrong: check PLAID_CLIENT_ID, "
-            "PLAID_SECRET, PLAID_ENV and the encryption keys.",
-            "If the token itself is bad, reconnect the bank.",
-        ]
-    return [
-        f"Retry later: {_sync_now(item_id)}",
-        f"If the error persists, reconnect the bank ({_reauth(item_id)}).",
-    ]
-
-
-def _reference_time(connection: PlaidConnection) -> datetime:
-    return connection.last_synced_at or connection.created_at
-
-
-def assess(connection: PlaidConnection, *, now: datetime, item: PlaidItem | None = None) -> Health:
-    """SPEC section 7's verdict on `connection` at `now`; the first matching rule wins.
-
-    `item` is Plaid's live `/item/get` answer when the caller asked for one: its `error` then
-    stands for the connection's error. Pure: reads the row and the item, changes nothing.
+    A login-required or revoked Item seen live is recorded through the lifecycle (audited, with
+    its event) in the caller's transaction. A transient failure of the live call answers from
+    the stored state with a note, so it never invents `needsReauth`; other failures raise
+    PlaidError. A removed connection (no token) is never asked about.
     """
-    item_id = connection.item_id
-    code, message = connection.error_code, connection.error_message
-    live_class: PlaidErrorClass | None = None
-    if item is not None:
-        live = item.error
-        code = live.error_code if live else None
-        message = (live.display_message or live.error_message or live.error_code) if live else None
-        live_class = live.error_class if live else None
-    status = connection.status
-
-    def verdict(
-        health: HealthStatus,
-        text: str,
-        *,
-        action: bool,
-        recommendations: list[str] | None = None,
-        needs_reauth: bool = False,
-    ) -> Health:
-        return Health(
-            item_id=item_id,
-            healthy=health is HealthStatus.HEALTHY,
-            status=health,
-            severity=SEVERITY[health],
-            message=text,
-            action_required=action,
-            recommendations=recommendations or [],
-            last_sync=connection.last_synced_at,
-            error=message if code else None,
-            error_code=code,
-            needs_reauth=needs_reauth,
-        )
-
-    if status == ConnectionStatus.REMOVED or status not in KNOWN_STATUSES:
-        return verdict(
-            HealthStatus.UNKNOWN,
-            "This connection was removed; its health is not tracked."
-            if status == ConnectionStatus.REMOVED
-            else f"Unrecognised connection status {status}.",
-            action=False,
-        )
-
-    # Rule 1: the user must repair (update mode) or reconnect (revoked).
-    revoked = status == ConnectionStatus.REVOKED or live_class is PlaidErrorClass.REVOKED
-    login = status == ConnectionStatus.LOGIN_REQUIRED or live_class is PlaidErrorClass.NEEDS_USER
-    if revoked:
-        code = code or "USER_PERMISSION_REVOKED"
-        return verdict(
-            HealthStatus.CRITICAL,
-            "Access to this bank was revoked; the bank must be connected again.",
-            action=True,
-            recommendations=recommendations_for("USER_PERMISSION_REVOKED", item_id),
-        )
-    if login:
-        code = code or "ITEM_LOGIN_REQUIRED"
-        return verdict(
-            HealthStatus.CRITICAL,
-            "The bank needs the user to sign in again.",
-            action=True,
-            recommendations=recommendations_for(code, item_id),
-            needs_reauth=True,
-        )
-
-    # Rules 2 and 3: an error the user does not repair in Link (or not only there). A stored
-    # ERROR without a code is still an error, unless Plaid just said the Item has none.
-    if code is None and item is None and status == ConnectionStatus.ERROR:
-        return verdict(
-            HealthStatus.WARNING,
-            "The last request to the bank failed.",
-            action=True,
-            recommendations=recommendations_for(None, item_id),
-        )
-    if code:
-        if code in CRITICAL_CODES:
-            return verdict(
-                HealthStatus.CRITICAL,
-                _critical_message(code),
-                action=code not in INSTITUTION_CODES,
-                recommendations=recommendations_for(code, item_id),
-                needs_reauth=code in LOGIN_CODES,
+    now = now or utcnow()
+    if not live or connection.access_token_encrypted is None:
+        return assess(connection, now=now)
+    token = await decrypt_access_token(connection, cipher=services.cipher)
+    try:
+        item = await services.plaid.get_item(access_token=token)
+    except PlaidError as error:
+        if error.transient:
+            logger.warning(
+                "plaid.health.live_check_failed",
+                extra={"item_id": connection.item_id, "plaid_error_code": error.error_code},
             )
-        return verdict(
-            HealthStatus.WARNING,
-            f"The last request to the bank failed with {code}.",
-            action=True,
-            recommendations=recommendations_for(code, item_id),
-            needs_reauth=code in LOGIN_CODES,
-        )
+            return with_note(assess(connection, now=now), LIVE_CHECK_FAILED)
+        status = _RECORDED.get(error.error_class)
+        if status is None:
+            raise
+        await _record(session, caller, connection, status, error.error_code, error.request_id)
+        return assess(connection, now=now)
+    if item.error is not None:
+        status = _RECORDED.get(item.error.error_class)
+        if status is not None:
+            await _record(
+                session,
+                caller,
+                connection,
+                status,
+                item.error.error_code,
+                item.request_id,
+                item.error.display_message,
+            )
+    return assess(connection, now=now, item=item)
 
-    # Rule 4: consent runs out soon.
-    if status == ConnectionStatus.PENDING_EXPIRATION:
-        expires = connection.consent_expires_at
-        when = f" on {expires.date().isoformat()}" if expires else " soon"
-        return verdict(
-            HealthStatus.WARNING,
-            f"The user's consent for this connection expires{when}.",
-            action=True,
-            recommendations=[
-                f"Ask the user to renew consent before it expires: {_reauth(item_id)}"
-            ],
-        )
 
-    # Rules 5 and 6: data gone stale.
-    age = now - _reference_time(connection)
-    never = connection.last_synced_at is None
-    if age > OVERDUE_AFTER:
-        return verdict(
-            HealthStatus.WARNING,
-            _stale_message(never, "7"),
-            action=True,
-            recommendations=[
-                _sync_now(item_id),
-                WEBHOOK_CHECK,
-                f"If syncs keep failing, reconnect the bank ({_reauth(item_id)}).",
-            ],
-        )
-    if age > STALE_AFTER:
-        return verdict(
-            HealthStatus.WARNING,
-            _stale_message(never, "3"),
-            action=False,
-            recommendations=[WEBHOOK_CHECK, _sync_now(item_id)],
-        )
-
-    # Rule 7.
-    return verdict(
-        HealthStatus.HEALTHY,
-        "The connection is working." if not never else "Connected; the first sync is pending.",
-        action=False,
+async def _record(
+    session: AsyncSession,
+    caller: Caller,
+    connection: PlaidConnection,
+    status: ConnectionStatus,
+    error_code: str,
+    plaid_request_id: str | None,
+    display_message: str | None = None,
+) -> None:
+    await lifecycle.transition(
+        session,
+        connection,
+        status,
+        error_code=error_code,
+        error_message=display_message or error_code,
+        request_id=caller.request_id,
+        plaid_request_id=plaid_request_id,
     )
 
 
-def _critical_message(code: str) -> str:
-    if code in INSTITUTION_CODES:
-        return "The bank is not responding; data may be out of date until it recovers."
-    if code == "ITEM_LOCKED":
-        return "The bank has locked the account; the user must contact the bank."
-    return "The bank did not accept the credentials; the user must sign in again."
+async def _live_connections(
+    session: AsyncSession, org_id: str | None = None
+) -> Sequence[PlaidConnection]:
+    query = select(PlaidConnection).where(PlaidConnection.status != ConnectionStatus.REMOVED.value)
+    if org_id is not None:
+        query = query.where(PlaidConnection.org_id == org_id)
+    result = await session.scalars(query.order_by(PlaidConnection.org_id, PlaidConnection.id))
+    return result.all()
 
 
-def _stale_message(never: bool, days: str) -> str:
-    if never:
-        return f"The connection has not completed a sync since it was created over {days} days ago."
-    return f"No successful sync for more than {days} days."
+async def org_summary(
+    session: AsyncSession, org_id: str, *, now: datetime | None = None
+) -> HealthSummary:
+    """The tally of the org's live connections from stored state (Plaid is not asked)."""
+    now = now or utcnow()
+    return summarize(assess(row, now=now) for row in await _live_connections(session, org_id))
 
 
-def with_note(health: Health, note: str) -> Health:
-    """The same verdict with `note` appended to its message (e.g. a live check that failed)."""
-    return health.model_copy(update={"message": f"{health.message} {note}"})
+async def summaries_by_org(
+    database: Database, *, now: datetime | None = None
+) -> list[tuple[str, HealthSummary]]:
+    """Every org with a connection (removed ones included, so an org left with none shows a
+    zero total), each with its summary, ordered by org id; one read transaction."""
+    now = now or utcnow()
+    async with database.transaction() as session:
+        orgs = (
+            await session.scalars(
+                select(PlaidConnection.org_id).distinct().order_by(PlaidConnection.org_id)
+            )
+        ).all()
+        by_org: dict[str, list[Health]] = {org_id: [] for org_id in orgs}
+        for row in await _live_connections(session):
+            by_org[row.org_id].append(assess(row, now=now))
+    return [(org_id, summarize(verdicts)) for org_id, verdicts in by_org.items()]
 
 
-def summarize(verdicts: Iterable[Health]) -> HealthSummary:
-    """The tally of an org's live connections: `errors` counts verdicts carrying an error code,
-    `byStatus` every health status (zeros included) by its count."""
-    by_status = {status.value: 0 for status in HealthStatus}
-    total = healthy = needs_reauth = errors = 0
-    for health in verdicts:
-        total += 1
-        healthy += health.healthy
-        needs_reauth += health.needs_reauth
-        errors += health.error_code is not None
-        by_status[health.status.value] += 1
-    percentage = round(100.0 * healthy / total, 1) if total else 100.0
-    return HealthSummary(
-        total=total,
-        healthy=healthy,
-        needs_reauth=needs_reauth,
-        errors=errors,
-        health_percentage=percentage,
-        by_status=by_status,
-    )
+async def summary_lines(database: Database, *, now: datetime | None = None) -> list[str]:
+    """`plaid-bridge health-summary`'s output: one JSON object per org, `orgId` first."""
+    return [
+        json.dumps({"orgId": org_id, **summary.model_dump(mode="json", by_alias=True)})
+        for org_id, summary in await summaries_by_org(database, now=now)
+    ]

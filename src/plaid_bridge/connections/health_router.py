@@ -1,28 +1,14 @@
-"""Routes of connection health (SPEC section 7) and re-authentication (Link update mode)."""
+"""Routes of connection health (SPEC section 7): one connection, and the org's tally."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 
-from plaid_bridge.api.schemas import CamelModel
-from plaid_bridge.connections import health_checks, reauth, service
-from plaid_bridge.connections.health import Health, HealthSummary
-from plaid_bridge.connections.router import connection_out
-from plaid_bridge.connections.schemas import ConnectionOut
-from plaid_bridge.dependencies import Admin, Member, ServicesDep, SessionDep, Viewer
+from plaid_bridge.connections import health, service
+from plaid_bridge.connections.health_rules import Health, HealthSummary
+from plaid_bridge.dependencies import Admin, ServicesDep, SessionDep, Viewer
 
 router = APIRouter(tags=["health"])
-
-
-class ReauthRequest(CamelModel):
-    account_selection: bool = False
-
-
-class ReauthLinkResponse(CamelModel):
-    link_token: str
-    expiration: datetime
 
 
 @router.get("/connections/{item_id}/health", response_model=Health)
@@ -35,7 +21,7 @@ async def connection_health(
 ) -> Health:
     """Health of one connection; `live=true` asks Plaid first."""
     connection = await service.find_connection(session, caller, item_id)
-    return await health_checks.check(
+    return await health.check(
         services=services, session=session, caller=caller, connection=connection, live=live
     )
 
@@ -43,36 +29,4 @@ async def connection_health(
 @router.get("/health/summary", response_model=HealthSummary)
 async def health_summary(caller: Admin, session: SessionDep) -> HealthSummary:
     """Health of the org's live connections, tallied."""
-    return await health_checks.org_summary(session, caller.org_id)
-
-
-@router.post("/connections/{item_id}/reauth", status_code=201, response_model=ReauthLinkResponse)
-async def create_reauth_link(
-    item_id: str,
-    caller: Member,
-    services: ServicesDep,
-    session: SessionDep,
-    body: ReauthRequest | None = None,
-) -> ReauthLinkResponse:
-    """Create an update-mode Link token to repair a connection."""
-    connection = await service.find_connection(session, caller, item_id)
-    link = await reauth.create_link_token(
-        services=services,
-        session=session,
-        caller=caller,
-        connection=connection,
-        account_selection=body.account_selection if body is not None else False,
-    )
-    return ReauthLinkResponse(link_token=link.link_token, expiration=link.expiration)
-
-
-@router.post("/connections/{item_id}/reauth/complete", response_model=ConnectionOut)
-async def complete_reauth(
-    item_id: str, caller: Member, services: ServicesDep, session: SessionDep
-) -> ConnectionOut:
-    """Confirm a repair with Plaid and reactivate the connection."""
-    connection = await service.find_connection(session, caller, item_id)
-    repaired = await reauth.complete(
-        services=services, session=session, caller=caller, connection=connection
-    )
-    return connection_out(repaired)
+    return await health.org_summary(session, caller.org_id)

@@ -1,5 +1,5 @@
 """The connection lifecycle (SPEC section 6): every status change audited, with its event, in the
-caller's transaction."""
+caller's transaction (or, for what a failed Plaid call revealed, in one of its own)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.activity import audit, events
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
+from plaid_bridge.db import Database
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 
 STATUS_CHANGED = "CONNECTION_STATUS_CHANGED"
@@ -100,10 +101,11 @@ async def transition(
     return True
 
 
-async def record_plaid_error(
+async def transition_for_error(
     session: AsyncSession, connection: PlaidConnection, status: ConnectionStatus, error: PlaidError
 ) -> bool:
-    """`transition` to `status`, carrying the Plaid error's code, message and request id."""
+    """`transition` to `status`, carrying the Plaid error's code, message and request id, in the
+    caller's transaction."""
     return await transition(
         session,
         connection,
@@ -112,3 +114,19 @@ async def record_plaid_error(
         error_message=error.display_message or error.error_code,
         plaid_request_id=error.request_id,
     )
+
+
+async def record_plaid_error(
+    database: Database, connection: PlaidConnection, error: PlaidError
+) -> None:
+    """Record on the connection what a failed Plaid call revealed (`STATUS_FOR_ERROR`: login
+    required, revoked), in a transaction of its own: the request that hit the error is about to
+    roll back. Errors that reveal nothing lasting change nothing."""
+    status = STATUS_FOR_ERROR.get(error.error_class)
+    if status is None or connection.status == status.value:
+        return
+    async with database.transaction() as session:
+        row = await session.get(PlaidConnection, connection.id, with_for_update=True)
+        if row is None:
+            return
+        await transition_for_error(session, row, status, error)

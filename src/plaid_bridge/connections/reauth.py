@@ -54,7 +54,7 @@ async def create_link_token(
             user_id=caller.user_id, access_token=token, account_selection_enabled=selection
         )
     except PlaidError as error:
-        await service.note_plaid_error(services, connection, error)
+        await lifecycle.record_plaid_error(services.database, connection, error)
         raise
     await audit.record_for(
         session,
@@ -86,7 +86,7 @@ async def complete(
     try:
         item = await services.plaid.get_item(access_token=token)
     except PlaidError as error:
-        await service.note_plaid_error(services, connection, error)
+        await lifecycle.record_plaid_error(services.database, connection, error)
         raise
     if item.error is not None:
         still = PlaidError(
@@ -98,7 +98,7 @@ async def complete(
             request_id=item.request_id,
             endpoint="/item/get",
         )
-        await service.note_plaid_error(services, connection, still)
+        await lifecycle.record_plaid_error(services.database, connection, still)
         mapped = from_plaid(still)
         raise Conflict(
             mapped.message,

@@ -295,28 +295,11 @@ async def refresh_accounts(
         else:
             accounts = await services.plaid.get_accounts(access_token=token)
     except PlaidError as error:
-        await note_plaid_error(services, connection, error)
+        await lifecycle.record_plaid_error(services.database, connection, error)
         raise
     rows = await store_accounts(session, connection, accounts)
     await audit.record_for(session, caller, action, item_id=connection.item_id)
     return rows
-
-
-async def note_plaid_error(
-    services: Services, connection: PlaidConnection, error: PlaidError
-) -> None:
-    """Record on the connection what a failed Plaid call revealed (login required, revoked).
-
-    Written in its own transaction: the request that hit the error is about to roll back.
-    """
-    status = lifecycle.STATUS_FOR_ERROR.get(error.error_class)
-    if status is None or connection.status == status.value:
-        return
-    async with services.database.transaction() as session:
-        row = await session.get(PlaidConnection, connection.id, with_for_update=True)
-        if row is None:
-            return
-        await lifecycle.record_plaid_error(session, row, status, error)
 
 
 async def remove(

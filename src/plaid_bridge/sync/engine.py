@@ -439,7 +439,7 @@ async def _record_failure(
             if connection is not None and connection.updated_at != start.updated_at:
                 logger.info("plaid.sync.status_kept", extra={"item_id": item_id})
             elif connection is not None:
-                await lifecycle.record_plaid_error(session, connection, status, error)
+                await lifecycle.transition_for_error(session, connection, status, error)
         run = progress.run(item_id, trigger, Outcome.FAILED, code)
         session.add(run)
         await session.flush()

@@ -13,11 +13,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
 from plaid_bridge.services import Services
@@ -96,87 +99,106 @@ async def _keep_lease(services: Services, worker_id: str, item_id: str) -> None:
             )
 
 
-def _backoff(services: Services, attempts: int) -> timedelta:
-    base = services.settings.sync_retry_backoff_seconds
+def _backoff(settings: Settings, attempts: int) -> timedelta:
+    base = settings.sync_retry_backoff_seconds
     return min(timedelta(seconds=base * 2 ** max(attempts - 1, 0)), _MAX_BACKOFF)
 
 
 async def _settle(services: Services, worker_id: str, claim: _Claim, result: SyncResult) -> None:
-    """Finish one claimed request after its run; a request whose lease another worker took over
-    is left to that worker."""
-    now = utcnow()
+    """Finish one claimed request after its run, as its outcome says; a request whose lease
+    another worker took over is left to that worker."""
     mine = and_(SyncRequest.item_id == claim.item_id, SyncRequest.claimed_by == worker_id)
-    requeue = {
-        "state": SyncRequestState.QUEUED.value,
-        "rerun": False,
-        "claimed_by": None,
-        "claimed_until": None,
-    }
     async with services.database.transaction() as session:
         if result.outcome is Outcome.BUSY:
-            # Someone else is syncing the Item right now: look again shortly.
-            await session.execute(
-                update(SyncRequest)
-                .where(mine)
-                .values(**requeue, not_before=now + _BUSY_DELAY)
-                .execution_options(synchronize_session=False)
-            )
+            await _look_again_soon(session, mine)
+        elif result.outcome is Outcome.SUPERSEDED or not result.retryable:
+            await _finish(session, mine)
+        else:
+            await _retry_or_abandon(session, mine, claim, result, services.settings)
+
+
+async def _look_again_soon(session: AsyncSession, mine: ColumnElement[bool]) -> None:
+    """Someone else is syncing the Item right now: queue the request again shortly."""
+    await _requeue(session, mine, not_before=utcnow() + _BUSY_DELAY)
+
+
+async def _finish(session: AsyncSession, mine: ColumnElement[bool]) -> None:
+    """Done (or nothing worth retrying): drop the request, unless another arrived during the run,
+    which gets a pass of its own at once."""
+    if not await _drop(session, mine):
+        await _requeue(session, mine, attempts=0, not_before=utcnow(), last_error=None)
+
+
+async def _retry_or_abandon(
+    session: AsyncSession,
+    mine: ColumnElement[bool],
+    claim: _Claim,
+    result: SyncResult,
+    settings: Settings,
+) -> None:
+    """A failure worth retrying: queued again after a backoff that doubles per attempt. After
+    `sync_max_attempts` the request is dropped and recorded as an abandoned run, unless another
+    request arrived during the run: that one starts its own count."""
+    attempts = claim.attempts + 1
+    if attempts >= settings.sync_max_attempts:
+        if await _drop(session, mine):
+            _record_abandoned(session, claim, result, attempts)
             return
-        if result.outcome is Outcome.SUPERSEDED or not result.retryable:
-            # Done (or nothing to retry): drop the request unless another arrived during the run.
-            deleted = await session.execute(
-                delete(SyncRequest)
-                .where(mine, SyncRequest.rerun.is_(False))
-                .execution_options(synchronize_session=False)
-            )
-            if deleted.rowcount == 0:  # type: ignore[attr-defined]
-                await session.execute(
-                    update(SyncRequest)
-                    .where(mine)
-                    .values(**requeue, attempts=0, not_before=now, last_error=None)
-                    .execution_options(synchronize_session=False)
-                )
-            return
-        attempts = claim.attempts + 1
-        if attempts >= services.settings.sync_max_attempts:
-            deleted = await session.execute(
-                delete(SyncRequest)
-                .where(mine, SyncRequest.rerun.is_(False))
-                .execution_options(synchronize_session=False)
-            )
-            if deleted.rowcount:  # type: ignore[attr-defined]
-                session.add(
-                    SyncRun(
-                        item_id=claim.item_id,
-                        trigger=claim.reason[:64],
-                        outcome=ABANDONED,
-                        plaid_request_ids=[],
-                        error_code=result.error_code,
-                        started_at=now,
-                        finished_at=now,
-                    )
-                )
-                logger.warning(
-                    "plaid.sync.abandoned",
-                    extra={
-                        "item_id": claim.item_id,
-                        "attempts": attempts,
-                        "error_code": result.error_code,
-                    },
-                )
-                return
-            attempts = 0  # a new request arrived meanwhile: it gets its own attempts
-        await session.execute(
-            update(SyncRequest)
-            .where(mine)
-            .values(
-                **requeue,
-                attempts=attempts,
-                not_before=now + _backoff(services, max(attempts, 1)),
-                last_error=result.error_code or result.outcome.value,
-            )
-            .execution_options(synchronize_session=False)
+        attempts = 0
+    await _requeue(
+        session,
+        mine,
+        attempts=attempts,
+        not_before=utcnow() + _backoff(settings, max(attempts, 1)),
+        last_error=result.error_code or result.outcome.value,
+    )
+
+
+async def _requeue(session: AsyncSession, mine: ColumnElement[bool], **values: Any) -> None:
+    """The claimed request QUEUED again, unclaimed, with `values` set too."""
+    await session.execute(
+        update(SyncRequest)
+        .where(mine)
+        .values(
+            state=SyncRequestState.QUEUED.value,
+            rerun=False,
+            claimed_by=None,
+            claimed_until=None,
+            **values,
         )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _drop(session: AsyncSession, mine: ColumnElement[bool]) -> bool:
+    """Delete the claimed request unless a new one arrived during the run; whether it did."""
+    deleted = await session.execute(
+        delete(SyncRequest)
+        .where(mine, SyncRequest.rerun.is_(False))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(deleted.rowcount)  # type: ignore[attr-defined]
+
+
+def _record_abandoned(
+    session: AsyncSession, claim: _Claim, result: SyncResult, attempts: int
+) -> None:
+    now = utcnow()
+    session.add(
+        SyncRun(
+            item_id=claim.item_id,
+            trigger=claim.reason[:64],
+            outcome=ABANDONED,
+            plaid_request_ids=[],
+            error_code=result.error_code,
+            started_at=now,
+            finished_at=now,
+        )
+    )
+    logger.warning(
+        "plaid.sync.abandoned",
+        extra={"item_id": claim.item_id, "attempts": attempts, "error_code": result.error_code},
+    )
 
 
 async def _execute(services: Services, worker_id: str, claim: _Claim) -> None:

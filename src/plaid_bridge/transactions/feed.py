@@ -10,9 +10,6 @@ transaction once as added, and the last cursor later yields exactly what changed
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
 
 from sqlalchemy import and_, not_, select, tuple_
@@ -20,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.errors import BadRequest
+from plaid_bridge.transactions import cursors
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.transactions.schemas import feed_json, transaction_json
 
@@ -37,14 +35,9 @@ class Position:
 START = Position(0, "")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
 def encode_cursor(item_id: str, position: Position) -> str:
     """An opaque cursor for `position` in the Item's feed."""
-    payload = [_VERSION, item_id, position.seq, position.transaction_id]
-    return _b64(json.dumps(payload, separators=(",", ":")).encode())
+    return cursors.encode([_VERSION, item_id, position.seq, position.transaction_id])
 
 
 def decode_cursor(item_id: str, cursor: str) -> Position:
@@ -53,8 +46,7 @@ def decode_cursor(item_id: str, cursor: str) -> Position:
     if not cursor:
         return START
     try:
-        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        version, owner, seq, transaction_id = payload
+        version, owner, seq, transaction_id = cursors.decode(cursor)
         valid = (
             version == _VERSION
             and owner == item_id
@@ -62,7 +54,7 @@ def decode_cursor(item_id: str, cursor: str) -> Position:
             and seq >= 0
             and isinstance(transaction_id, str)
         )
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+    except ValueError:  # InvalidCursor, or an array of another length
         valid = False
     if not valid:
         raise BadRequest("The cursor is not one this feed issued.", code="INVALID_CURSOR")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from dataclasses import dataclass
 
 from sqlalchemy import select, tuple_
@@ -15,6 +12,7 @@ from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.connections.service import find_connection
 from plaid_bridge.errors import BadRequest
 from plaid_bridge.security.caller import Caller
+from plaid_bridge.transactions import cursors
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.transactions.schemas import list_json, transaction_json
 
@@ -27,18 +25,17 @@ class After:
     id: int
 
     def encode(self) -> str:
-        raw = json.dumps([self.date.isoformat(), self.id], separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return cursors.encode([self.date.isoformat(), self.id])
 
     @classmethod
     def decode(cls, text: str) -> After:
         """400 INVALID_CURSOR unless `text` came from `encode`."""
         try:
-            day, row_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            day, row_id = cursors.decode(text)
             if type(row_id) is not int or not isinstance(day, str):
                 raise TypeError("bad cursor")
             return cls(dt.date.fromisoformat(day), row_id)
-        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        except (ValueError, TypeError):
             raise BadRequest(
                 "`after` is not a cursor this list issued.", code="INVALID_CURSOR"
             ) from None

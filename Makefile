@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Line and branch coverage of src/plaid_bridge (the emulator aside) with PostgreSQL and Redis, as
+# CI runs the suite: 91.44% when the floor was set. Without them less code runs; lower it then.
+COVERAGE_FLOOR ?= 90
 
 .PHONY: run test lint bench install clean
 
@@ -24,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from plaid_bridge.emulator import EmulatorConfig, EmulatorServer
 from plaid_bridge.serving import BackgroundServer
@@ -28,7 +36,7 @@ from tests.emulator.plaid_http import PlaidHTTP
 REQUIRED = os.environ.get("REQUIRE_TEST_SERVICES") == "1"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-VIEWPORT = {"width": 1024, "height": 768}
+VIEWPORT: ViewportSize = {"width": 1024, "height": 768}
 TIMEOUT_MS = 15_000
 _NETWORK_LOG = "Failed to load resource:"
 
@@ -65,7 +73,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A page in a fresh browser context; a test fails if its scripts throw or log an error."""
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(TIMEOUT_MS)
     opened = context.new_page()
     errors: list[str] = []

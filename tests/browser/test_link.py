@@ -130,7 +130,7 @@ def test_user_good_links_an_item_that_exchanges(
 
     session = plaid.control("GET", f"/emulator/link/sessions/{metadata['link_session_id']}")
     assert session["outcome"] == "success"
-    assert session["item_id"] == exchanged["item_id"]
+    assert session["itemId"] == exchanged["item_id"]
 
 
 def test_error_password_ends_in_that_error(
@@ -179,8 +179,8 @@ def test_error_password_ends_in_that_error(
     assert not event_problems(plaid_spec, events)
     session = plaid.control("GET", f"/emulator/link/sessions/{metadata['link_session_id']}")
     assert session["outcome"] == "exit"
-    assert session["error_code"] == "ITEM_LOCKED"
-    assert session["item_id"] is None
+    assert session["errorCode"] == "ITEM_LOCKED"
+    assert session["itemId"] is None
 
 
 def test_wrong_password_can_be_retried(

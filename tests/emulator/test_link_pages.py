@@ -197,7 +197,7 @@ def test_account_selection_shares_the_chosen_accounts_only(plaid: PlaidHTTP) -> 
     done = step(plaid, "finish", {"link_session_id": sid, "account_ids": chosen})
     assert [a["id"] for a in done.json()["metadata"]["accounts"]] == chosen
     remembered = plaid.control("GET", f"/emulator/link/sessions/{sid}")
-    assert remembered["account_ids"] == chosen
+    assert remembered["accountIds"] == chosen
     assert remembered["outcome"] == "success"
 
 
@@ -212,8 +212,10 @@ def test_exit_is_remembered_once_with_its_status(plaid: PlaidHTTP) -> None:
         plaid, "exit", {"link_session_id": sid, "status": "requires_credentials"}
     ).is_success
     remembered = plaid.control("GET", f"/emulator/link/sessions/{sid}")
-    assert (remembered["outcome"], remembered["exit_status"]) == ("exit", "institution_not_found")
+    assert (remembered["outcome"], remembered["exitStatus"]) == ("exit", "institution_not_found")
     assert log_in(plaid, sid).json()["error"]["error_code"] == "INVALID_LINK_TOKEN"
 
     plaid.control("POST", "/emulator/reset")
-    assert plaid.client.get(f"/emulator/link/sessions/{sid}").status_code == 404
+    forgotten = plaid.client.get(f"/emulator/link/sessions/{sid}")
+    assert forgotten.status_code == 404
+    assert forgotten.json()["error_code"] == "NOT_FOUND"

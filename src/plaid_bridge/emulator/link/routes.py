@@ -170,10 +170,11 @@ class LinkPages:
         return {"request_id": rid}
 
     async def session(self, request: Request) -> Response:
-        """A session as the emulator remembers it (for tests and demos)."""
+        """A session as the emulator remembers it (control API, for tests and demos)."""
         session = self.state.link_sessions.get(request.path_params["link_session_id"])
         if session is None:
-            return JSONResponse({"error": "unknown link_session_id"}, status_code=404)
+            error = PlaidAPIError("NOT_FOUND", "unknown link_session_id")
+            return JSONResponse(error.body(request_id()), status_code=error.status)
         return JSONResponse(session.as_json())
 
 

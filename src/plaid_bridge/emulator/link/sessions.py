@@ -59,16 +59,17 @@ class LinkSession:
     finished_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """The session as the control API shows it (camelCase, like every control answer)."""
         return {
-            "link_session_id": self.link_session_id,
+            "linkSessionId": self.link_session_id,
             "mode": self.mode,
-            "item_id": self.item_id,
-            "institution_id": self.institution_id,
-            "account_ids": list(self.account_ids),
-            "error_code": self.error_code,
+            "itemId": self.item_id,
+            "institutionId": self.institution_id,
+            "accountIds": list(self.account_ids),
+            "errorCode": self.error_code,
             "outcome": self.outcome,
-            "exit_status": self.exit_status,
-            "started_at": self.started_at.isoformat().replace("+00:00", "Z"),
+            "exitStatus": self.exit_status,
+            "startedAt": self.started_at.isoformat().replace("+00:00", "Z"),
         }
 
 

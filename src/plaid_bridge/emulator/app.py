@@ -1,4 +1,5 @@
-"""The emulator's ASGI app: Plaid's API (credentials, validation, faults, errors), control routes.
+"""The emulator's ASGI app: Plaid's API (credentials, validation, faults, errors), control routes
+and Plaid Link for browsers.
 
 Every Plaid call goes through `PlaidDispatcher`: parse the JSON body, check credentials, validate
 the request model, resolve the Item of `access_token`, apply an injected fault, run the handler,
@@ -28,6 +29,7 @@ from plaid_bridge.emulator.control import control_routes
 from plaid_bridge.emulator.errors import PlaidAPIError, fault_error
 from plaid_bridge.emulator.faults import DroppedConnection, quiet_expected_drops
 from plaid_bridge.emulator.ledger import encode_json
+from plaid_bridge.emulator.link.routes import link_routes
 from plaid_bridge.emulator.plaid_api import ENDPOINTS, Call, require_healthy, sync_position
 from plaid_bridge.emulator.requests import TransactionsSyncRequest, parse
 from plaid_bridge.emulator.state import EmulatorState, request_id
@@ -162,6 +164,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *control_routes(state),
+            *link_routes(state),
             Route("/{path:path}", dispatcher.handle, methods=_ALL_METHODS),
         ],
         exception_handlers={HTTPException: _http_exception},

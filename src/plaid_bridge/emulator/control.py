@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -20,6 +19,11 @@ from plaid_bridge.emulator.errors import PlaidAPIError
 from plaid_bridge.emulator.institutions import DEFAULT_INSTITUTION, INSTITUTIONS
 from plaid_bridge.emulator.items import Item
 from plaid_bridge.emulator.ledger import encode_json
+from plaid_bridge.emulator.link.sessions import (
+    create_linked_item,
+    live_token,
+    repair_linked_item,
+)
 from plaid_bridge.emulator.requests import AdvanceRequest, FaultCreate, LinkCompleteRequest, parse
 from plaid_bridge.emulator.state import EmulatorState, request_id
 
@@ -173,21 +177,17 @@ class Control:
         """The user finishes Link: a public token (new mode) or a repaired Item (update mode)."""
         req = parse(LinkCompleteRequest, await _body(request))
         state = self.state
-        token = state.link_tokens.get(req.link_token)
-        if token is None or token.expiration < datetime.now(UTC):
-            raise PlaidAPIError("INVALID_LINK_TOKEN")
+        token = live_token(state, req.link_token)
         if token.item_id is not None:
             item = self._item(token.item_id)
             if item.removed:
                 raise PlaidAPIError("ITEM_NOT_FOUND")
-            state.clear_login_error(item)
-            if token.webhook:
-                item.webhook = token.webhook
+            repair_linked_item(state, token, item)
             return JSONResponse({"itemId": item.item_id})
         institution = INSTITUTIONS.get(req.institution_id or DEFAULT_INSTITUTION)
         if institution is None:
             raise PlaidAPIError("INVALID_INSTITUTION")
-        item = await state.create_item(institution, token.products, token.webhook)
+        item = await create_linked_item(state, token, institution)
         return JSONResponse(
             {
                 "publicToken": state.issue_public_token(item),

@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -27,6 +27,9 @@ from plaid_bridge.emulator.items import Item, iso
 from plaid_bridge.emulator.ledger import CursorCodec, Ledger
 from plaid_bridge.emulator.signer import KeyRing
 from plaid_bridge.emulator.webhooks import WebhookSender
+
+if TYPE_CHECKING:
+    from plaid_bridge.emulator.link.sessions import LinkSession
 
 MAX_CALLS = 10_000
 LINK_TOKEN_LIFETIME = timedelta(hours=4)
@@ -77,6 +80,7 @@ class EmulatorState:
         self.by_token: dict[str, Item] = {}
         self.public_tokens: dict[str, PublicToken] = {}
         self.link_tokens: dict[str, LinkToken] = {}
+        self.link_sessions: dict[str, LinkSession] = {}
         self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_CALLS)
         self._next_index = 0
 
@@ -86,6 +90,7 @@ class EmulatorState:
         self.by_token.clear()
         self.public_tokens.clear()
         self.link_tokens.clear()
+        self.link_sessions.clear()
         self.calls.clear()
         self.faults.clear()
         self.webhooks.clear()

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     auth_jwt_algorithms: CommaList = []
     auth_jwt_audience: str | None = None
     auth_jwt_issuer: str | None = None
+    # Tokens must carry `exp`, at most this far from `iat` (or from now without `iat`).
+    auth_jwt_max_lifetime_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
 
     rate_limit_storage_uri: str = "memory://"
     plaid_rate_limits: str | None = None

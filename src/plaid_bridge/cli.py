@@ -16,9 +16,9 @@ from plaid_bridge.logs import configure_logging
 APP_FACTORY = "plaid_bridge.app:create_app_from_env"
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return load_settings()
+        return load_settings(**overrides)
     except ConfigError as error:
         print("plaid-bridge cannot start; the configuration has problems:", file=sys.stderr)
         for problem in error.problems:
@@ -27,14 +27,16 @@ def _settings() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings()
+    # --workers is checked with the rest (memory:// limits cannot span several processes).
+    workers = {} if args.workers is None else {"web_concurrency": args.workers}
+    settings = _settings(**workers)
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         APP_FACTORY,
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=settings.web_concurrency,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,
@@ -180,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add("serve", _serve, "run the API (uvicorn, proxy headers from FORWARDED_ALLOW_IPS)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers", type=int, default=None, help="API processes (default: WEB_CONCURRENCY or 1)"
+    )
 
     dev = add("dev", _dev, "run the emulator and the API together (what `make run` starts)")
     dev.add_argument("--host", default="127.0.0.1")

@@ -386,7 +386,16 @@ def test_configuration_errors(rsa_pair: KeyPair) -> None:
     with pytest.raises(ValueError, match="required in production"):
         TokenVerifier.from_settings(no_key)
     with pytest.raises(ValueError, match="development secret"):
-        TokenVerifier.from_settings(make_settings("production", secret=DEV_JWT_SECRET))
+        TokenVerifier.from_settings(
+            make_settings("production", secret=SECRET).model_copy(
+                update={"auth_jwt_secret": SecretStr(DEV_JWT_SECRET)}
+            )
+        )
+    sandbox = make_settings("sandbox", secret=SECRET).model_copy(update={"auth_jwt_secret": None})
+    with pytest.raises(ValueError, match="required in sandbox"):
+        TokenVerifier.from_settings(sandbox)
+    with pytest.raises(ValueError, match="required in sandbox"):
+        issue_dev_token(sandbox, user="u", org="o", role="OWNER")
     with pytest.raises(ValueError, match="not both"):
         TokenVerifier.from_settings(make_settings(secret=SECRET, public_key=rsa_pair.public_pem))
     with pytest.raises(ValueError, match="looks like a public key"):

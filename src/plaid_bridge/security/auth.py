@@ -149,17 +149,17 @@ class TokenVerifier:
     def from_settings(cls, settings: Settings) -> TokenVerifier:
         """The verifier for `AUTH_JWT_SECRET` or `AUTH_JWT_PUBLIC_KEY` (not both).
 
-        With neither, outside production, the fixed `DEV_JWT_SECRET` is used and
+        With neither, in emulator mode only, the fixed `DEV_JWT_SECRET` is used and
         `uses_dev_secret` is True so the caller can warn. Raises ValueError for a missing key
-        in production, both keys set, the dev secret in production, or algorithms that do not
-        fit the key.
+        or the dev secret outside emulator mode, both keys set, or algorithms that do not fit
+        the key.
         """
         secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
         public_key = (settings.auth_jwt_public_key or "").strip()
         configured = list(settings.auth_jwt_algorithms)
         if secret and public_key:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")
-        production = settings.plaid_env == "production"
+        deployed = settings.plaid_env != "emulator"
         if public_key:
             return cls(
                 key=_unescape_pem(public_key),
@@ -168,10 +168,14 @@ class TokenVerifier:
                 issuer=settings.auth_jwt_issuer,
                 max_lifetime_seconds=settings.auth_jwt_max_lifetime_seconds,
             )
-        if not secret and production:
-            raise ValueError("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in production")
-        if secret == DEV_JWT_SECRET and production:
-            raise ValueError("AUTH_JWT_SECRET must not be the development secret in production")
+        if not secret and deployed:
+            raise ValueError(
+                f"AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in {settings.plaid_env}"
+            )
+        if secret == DEV_JWT_SECRET and deployed:
+            raise ValueError(
+                f"AUTH_JWT_SECRET must not be the development secret in {settings.plaid_env}"
+            )
         return cls(
             key=secret or DEV_JWT_SECRET,
             algorithms=configured or DEFAULT_SECRET_ALGORITHMS,

@@ -37,8 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=settings.web_concurrency,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        proxy_headers=False,  # the app applies FORWARDED_ALLOW_IPS itself (create_app)
         access_log=False,
         log_config=None,
     )
@@ -104,6 +103,7 @@ def _dev(args: argparse.Namespace) -> int:
             factory=True,
             host=args.host,
             port=args.port,
+            proxy_headers=False,  # the app applies FORWARDED_ALLOW_IPS itself (create_app)
             access_log=False,
             log_config=None,
         )

@@ -107,7 +107,9 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    forwarded_allow_ips: str = "127.0.0.1"
+    # Proxies whose X-Forwarded-For/-Proto are believed (addresses, CIDR ranges or `*`);
+    # unset, no header is: the connecting peer is the client.
+    forwarded_allow_ips: str = ""
     var_dir: Path = Path("var")
 
     @field_validator("plaid_env", mode="before")

@@ -32,17 +32,17 @@ async def client_from(
 
 
 async def audited_ip(
-    services: Services, peer: str, forwarded_for: str, *, forwarded_allow_ips: str
+    services: Services, peer: str, forwarded_for: str | list[str], *, forwarded_allow_ips: str
 ) -> str | None:
-    """The IP the audit log records for a link token asked for from `peer`."""
+    """The IP the audit log records for a link token asked for from `peer` (a list sends one
+    X-Forwarded-For line per item)."""
     member = issue_dev_token(services.settings, user="u1", org="o1", role="MEMBER")
     admin = issue_dev_token(services.settings, user="u1", org="o1", role="ADMIN")
+    lines = [forwarded_for] if isinstance(forwarded_for, str) else forwarded_for
+    headers = [("Authorization", f"Bearer {member}")]
+    headers += [("X-Forwarded-For", line) for line in lines]
     async with client_from(services, peer, forwarded_allow_ips=forwarded_allow_ips) as client:
-        created = await client.post(
-            f"{BASE}/create-link-token",
-            json={},
-            headers={"Authorization": f"Bearer {member}", "X-Forwarded-For": forwarded_for},
-        )
+        created = await client.post(f"{BASE}/create-link-token", json={}, headers=headers)
         assert created.status_code == 201, created.text
         request_id = created.headers["x-request-id"]
         audit = await client.get(f"{BASE}/audit", headers={"Authorization": f"Bearer {admin}"})
@@ -70,3 +70,6 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(services: Ser
     # A proxy appends the address it saw; whatever the client wrote before it stays unbelieved.
     spoofed = f"6.6.6.6, {CLIENT}"
     assert await audited_ip(services, PROXY, spoofed, forwarded_allow_ips="10.0.0.0/8") == CLIENT
+    # A client's own header line comes first; the line the proxy adds still decides.
+    two_lines = ["6.6.6.6", CLIENT]
+    assert await audited_ip(services, PROXY, two_lines, forwarded_allow_ips=PROXY) == CLIENT

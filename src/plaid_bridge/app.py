@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from plaid_bridge.activity import audit
 from plaid_bridge.activity.router import router as activity_router
@@ -132,7 +133,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(webhooks_integrations_router)
     app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)  # outermost: sees the final status
+    app.add_middleware(HttpMetricsMiddleware)  # outside the routes: sees the final status
+    if settings.forwarded_allow_ips.strip():
+        # The one place X-Forwarded-For/-Proto are believed, and only from the listed proxies;
+        # the servers run with uvicorn's own proxy handling off. Without it the peer is the
+        # client, so the audit IP cannot be spoofed by a header.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
 
 

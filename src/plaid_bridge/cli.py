@@ -18,9 +18,9 @@ APP_FACTORY = "plaid_bridge.app:create_app_from_env"
 T = TypeVar("T")
 
 
-def _settings() -> Settings:
+def _settings(**overrides: object) -> Settings:
     try:
-        return load_settings()
+        return load_settings(**overrides)
     except ConfigError as error:
         print("plaid-bridge cannot start; the configuration has problems:", file=sys.stderr)
         for problem in error.problems:
@@ -42,16 +42,17 @@ def _on_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings()
+    # --workers is checked with the rest (memory:// limits cannot span several processes).
+    workers = {} if args.workers is None else {"web_concurrency": args.workers}
+    settings = _settings(**workers)
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         APP_FACTORY,
         factory=True,
         host=args.host,
         port=args.port,
-        workers=args.workers,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        workers=settings.web_concurrency,
+        proxy_headers=False,  # the app applies FORWARDED_ALLOW_IPS itself (create_app)
         access_log=False,
         log_config=None,
     )
@@ -117,6 +118,7 @@ def _dev(args: argparse.Namespace) -> int:
             factory=True,
             host=args.host,
             port=args.port,
+            proxy_headers=False,  # the app applies FORWARDED_ALLOW_IPS itself (create_app)
             access_log=False,
             log_config=None,
         )
@@ -176,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add("serve", _serve, "run the API (uvicorn, proxy headers from FORWARDED_ALLOW_IPS)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers", type=int, default=None, help="API processes (default: WEB_CONCURRENCY or 1)"
+    )
 
     dev = add("dev", _dev, "run the emulator and the API together (what `make run` starts)")
     dev.add_argument("--host", default="127.0.0.1")

@@ -25,6 +25,8 @@ PLAID_HOSTS: dict[str, str] = {
 API_PREFIX = "/api/v1/plaid"
 """Where the API's routes are mounted; the webhook URL and the health recommendations name it."""
 DEV_JWT_SECRET = "plaid-bridge-development-secret-not-for-production"
+# HS256 keys shorter than the hash output make brute-forcing a captured token cheaper.
+MIN_PRODUCTION_JWT_SECRET_BYTES = 32
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -43,7 +45,17 @@ def _split(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """Every setting of SPEC section 2, typed; secrets are `SecretStr` so they never print."""
+    """Every setting of SPEC section 2, typed; secrets are `SecretStr` so they never print.
+
+    Beyond field checks, `_environment_rules` refuses unsafe combinations. Outside emulator mode
+    a JWT secret or public key of the deployment's own is required (never the development
+    secret). In production also: a JWT secret of at least 32 bytes, an `https://`
+    `PLAID_API_HOST`, and shared (`redis://`) rate-limit storage whenever more than one process
+    serves, which the settings know from `WEB_CONCURRENCY` above 1 (`plaid-bridge serve
+    --workers` sets it) or `WORKER_MODE=external` (the API and `plaid-bridge worker` are apart
+    and must share Plaid's limits). Replicas on several hosts cannot be seen from here: they
+    need `redis://` as well.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
@@ -79,11 +91,15 @@ class Settings(BaseSettings):
     auth_jwt_algorithms: CommaList = []
     auth_jwt_audience: str | None = None
     auth_jwt_issuer: str | None = None
+    # Tokens must carry `exp`, at most this far from `iat` (or from now without `iat`).
+    auth_jwt_max_lifetime_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
 
     rate_limit_storage_uri: str = "memory://"
     plaid_rate_limits: str | None = None
     plaid_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0, le=120)
     worker_mode: Literal["embedded", "external"] = "embedded"
+    # API processes of this deployment (uvicorn's variable; `serve --workers` overrides it).
+    web_concurrency: int = Field(default=1, ge=1, le=512)
     # The transactions sync engine and its queue (sync/engine.py, sync/queue.py).
     sync_page_size: int = Field(default=500, ge=1, le=500)
     sync_max_restarts: int = Field(default=5, ge=0, le=100)
@@ -95,7 +111,9 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    forwarded_allow_ips: str = "127.0.0.1"
+    # Proxies whose X-Forwarded-For/-Proto are believed (addresses, CIDR ranges or `*`);
+    # unset, no header is: the connecting peer is the client.
+    forwarded_allow_ips: str = ""
     var_dir: Path = Path("var")
 
     @field_validator("plaid_env", mode="before")
@@ -161,6 +179,7 @@ class Settings(BaseSettings):
                 problems.append(f"PLAID_CLIENT_ID is required when PLAID_ENV={self.plaid_env}")
             if self.plaid_secret is None or not self.plaid_secret.get_secret_value():
                 problems.append(f"PLAID_SECRET is required when PLAID_ENV={self.plaid_env}")
+            problems.extend(self._jwt_key_problems())
         if self.plaid_env == "production":
             if not self.plaid_webhook_url:
                 problems.append("PLAID_WEBHOOK_URL is required in production")
@@ -172,17 +191,47 @@ class Settings(BaseSettings):
                 problems.append(
                     "PLAID_ENCRYPTION_KEYS (or PLAID_ENCRYPTION_KEY) is required in production"
                 )
-            if self.auth_jwt_secret is None and not self.auth_jwt_public_key:
-                problems.append("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in production")
+            if self.plaid_api_host and not self.plaid_api_host.lower().startswith("https://"):
+                problems.append(
+                    "PLAID_API_HOST must be an https:// URL in production "
+                    "(the Plaid secret travels with every call)"
+                )
             if self.database_url.startswith("sqlite"):
                 problems.append(
                     "DATABASE_URL must not be SQLite in production (use postgresql+psycopg://)"
                 )
             if not self.plaid_webhook_verify:
                 problems.append("PLAID_WEBHOOK_VERIFY=false is not allowed in production")
+            storage = self.rate_limit_storage_uri.partition("://")[0].lower()
+            if storage.removeprefix("async+") == "memory" and (
+                self.web_concurrency > 1 or self.worker_mode == "external"
+            ):
+                problems.append(
+                    "RATE_LIMIT_STORAGE_URI=memory:// cannot share limits between processes "
+                    f"(WEB_CONCURRENCY={self.web_concurrency}, WORKER_MODE={self.worker_mode}); "
+                    "use redis://host:port/db in production"
+                )
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _jwt_key_problems(self) -> list[str]:
+        """Sandbox and production verify tokens with their own key, never the source's."""
+        secret = self.auth_jwt_secret.get_secret_value() if self.auth_jwt_secret else ""
+        if not secret and not (self.auth_jwt_public_key or "").strip():
+            return [f"AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in {self.plaid_env}"]
+        if secret == DEV_JWT_SECRET:
+            return [f"AUTH_JWT_SECRET must not be the development secret in {self.plaid_env}"]
+        if (
+            secret
+            and self.plaid_env == "production"
+            and len(secret.encode("utf-8")) < MIN_PRODUCTION_JWT_SECRET_BYTES
+        ):
+            return [
+                f"AUTH_JWT_SECRET must be at least {MIN_PRODUCTION_JWT_SECRET_BYTES} bytes "
+                "in production"
+            ]
+        return []
 
     @cached_property
     def plaid_host(self) -> str:

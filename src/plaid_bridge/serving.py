@@ -62,6 +62,7 @@ class BackgroundServer:
                 access_log=self.access_log,
                 lifespan="on",
                 ws="none",
+                proxy_headers=False,  # an app that trusts proxies says so itself
                 timeout_graceful_shutdown=2,
             )
         )

@@ -48,9 +48,13 @@ async def test_missing_and_bad_tokens_get_401(api: Api) -> None:
     assert response.json()["requestId"] == response.headers["x-request-id"]
 
     expired = jwt.encode(_claims(exp=int(time.time()) - 10), JWT_SECRET, algorithm="HS256")
+    no_expiry = jwt.encode(
+        {k: v for k, v in _claims().items() if k != "exp"}, JWT_SECRET, algorithm="HS256"
+    )
+    for_a_year = jwt.encode(_claims(exp=int(time.time()) + 365 * 86_400), JWT_SECRET)
     wrong_key = jwt.encode(_claims(), "another-secret-of-enough-length", algorithm="HS256")
     alg_none = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims())}."
-    for token in (expired, wrong_key, alg_none, "garbage", ""):
+    for token in (expired, no_expiry, for_a_year, wrong_key, alg_none, "garbage", ""):
         assert await _status(api, token) == (401, "UNAUTHORIZED"), token
 
 

@@ -131,6 +131,59 @@ def test_expired_token_is_refused(verifier: TokenVerifier) -> None:
         verifier.verify(token)
 
 
+def test_token_without_exp_is_refused(verifier: TokenVerifier) -> None:
+    token = jwt.encode(claims(exp=None), SECRET)
+    assert "exp" not in jwt.get_unverified_claims(token)
+    with pytest.raises(AuthError, match=r"no expiry \(exp\)"):
+        verifier.verify(token)
+
+
+@pytest.mark.parametrize(
+    "lifetime",
+    [
+        {"iat": 0, "exp": 86_401},  # one second over the default day, counted from iat
+        {"iat": None, "exp": 86_400 + 120},  # without iat, counted from now
+        {"iat": 0, "exp": 10 * 365 * 86_400},
+        {"iat": 10 * 365 * 86_400, "exp": 10 * 365 * 86_400 + 60},  # iat in the future
+        {"iat": 0, "exp": 2**80},
+    ],
+)
+def test_token_living_longer_than_the_maximum_is_refused(
+    verifier: TokenVerifier, lifetime: dict[str, int | None]
+) -> None:
+    now = int(time.time())
+    shifted = {name: None if value is None else now + value for name, value in lifetime.items()}
+    with pytest.raises(AuthError, match="lifetime exceeds"):
+        verifier.verify(jwt.encode(claims(**shifted), SECRET))
+
+
+def test_token_just_within_the_maximum_lifetime_is_accepted(verifier: TokenVerifier) -> None:
+    now = int(time.time())
+    assert verifier.max_lifetime_seconds == 86_400
+    exactly = jwt.encode(claims(iat=now, exp=now + 86_400), SECRET)
+    assert verifier.verify(exactly) == Principal("user-1", "org-1", Role.MEMBER)
+    no_iat = jwt.encode(claims(iat=None, exp=now + 86_400 - 60), SECRET)
+    assert verifier.verify(no_iat).user_id == "user-1"
+
+
+def test_maximum_lifetime_is_configurable() -> None:
+    settings = make_settings(secret=SECRET).model_copy(
+        update={"auth_jwt_max_lifetime_seconds": 600}
+    )
+    verifier = TokenVerifier.from_settings(settings)
+    now = int(time.time())
+    assert verifier.verify(jwt.encode(claims(iat=now, exp=now + 600), SECRET)).role is Role.MEMBER
+    with pytest.raises(AuthError, match="lifetime exceeds"):
+        verifier.verify(jwt.encode(claims(iat=now, exp=now + 601), SECRET))
+    # dev tokens follow a shorter maximum, and refuse to outlive it
+    token = issue_dev_token(settings, user="u", org="o", role="OWNER")
+    issued = jwt.get_unverified_claims(token)
+    assert issued["exp"] - issued["iat"] == 600
+    assert verifier.verify(token).user_id == "u"
+    with pytest.raises(ValueError, match="AUTH_JWT_MAX_LIFETIME_SECONDS"):
+        issue_dev_token(settings, user="u", org="o", role="OWNER", ttl_seconds=601)
+
+
 def test_wrong_signature_is_refused(verifier: TokenVerifier) -> None:
     token = jwt.encode(claims(), "some-other-secret-of-reasonable-length")
     with pytest.raises(AuthError, match="signature"):
@@ -236,6 +289,8 @@ def test_bad_identity_claims_are_refused(
         {"exp": "soon"},
         {"exp": [1]},
         {"exp": 1e999},
+        {"exp": True},
+        {"iat": "yesterday"},
         {"nbf": {"a": 1}},
         {"sub": 42},
     ],
@@ -303,6 +358,8 @@ def test_dev_token_without_configuration_uses_the_dev_secret() -> None:
     verifier = TokenVerifier.from_settings(settings)
     assert verifier.uses_dev_secret
     token = issue_dev_token(settings, user="u", org="o", role=Role.VIEWER)
+    issued = jwt.get_unverified_claims(token)
+    assert 0 < issued["exp"] - issued["iat"] <= verifier.max_lifetime_seconds
     assert verifier.verify(token).role is Role.VIEWER
     assert jwt.decode(token, DEV_JWT_SECRET, algorithms=["HS256"])["sub"] == "u"
 
@@ -329,7 +386,16 @@ def test_configuration_errors(rsa_pair: KeyPair) -> None:
     with pytest.raises(ValueError, match="required in production"):
         TokenVerifier.from_settings(no_key)
     with pytest.raises(ValueError, match="development secret"):
-        TokenVerifier.from_settings(make_settings("production", secret=DEV_JWT_SECRET))
+        TokenVerifier.from_settings(
+            make_settings("production", secret=SECRET).model_copy(
+                update={"auth_jwt_secret": SecretStr(DEV_JWT_SECRET)}
+            )
+        )
+    sandbox = make_settings("sandbox", secret=SECRET).model_copy(update={"auth_jwt_secret": None})
+    with pytest.raises(ValueError, match="required in sandbox"):
+        TokenVerifier.from_settings(sandbox)
+    with pytest.raises(ValueError, match="required in sandbox"):
+        issue_dev_token(sandbox, user="u", org="o", role="OWNER")
     with pytest.raises(ValueError, match="not both"):
         TokenVerifier.from_settings(make_settings(secret=SECRET, public_key=rsa_pair.public_pem))
     with pytest.raises(ValueError, match="looks like a public key"):

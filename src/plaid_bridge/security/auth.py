@@ -7,6 +7,7 @@ the token.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 DEFAULT_SECRET_ALGORITHMS = ("HS256",)
 DEFAULT_PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
 DEV_TOKEN_TTL_SECONDS = 3600 * 12
+# A token that claims to live longer than this is refused (AUTH_JWT_MAX_LIFETIME_SECONDS).
+DEFAULT_MAX_LIFETIME_SECONDS = 86_400
 # Far above any real bearer token; refusing larger ones keeps parsing cost bounded.
 MAX_TOKEN_LENGTH = 16 * 1024
 _EC_CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
@@ -92,7 +95,14 @@ class TokenVerifier:
     pick how its signature is checked (e.g. HS256 keyed with the public key's PEM text).
     """
 
-    __slots__ = ("_algorithms", "_audience", "_issuer", "_keys", "uses_dev_secret")
+    __slots__ = (
+        "_algorithms",
+        "_audience",
+        "_issuer",
+        "_keys",
+        "_max_lifetime",
+        "uses_dev_secret",
+    )
 
     def __init__(
         self,
@@ -101,13 +111,16 @@ class TokenVerifier:
         algorithms: Sequence[str],
         audience: str | None = None,
         issuer: str | None = None,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
         uses_dev_secret: bool = False,
     ) -> None:
         """`key` is an HMAC secret (HS* algorithms) or a PEM public key (RS*/ES*); the list
         may not mix the two. Algorithms the public key cannot serve are dropped (an RSA key
-        keeps RS*, a P-256 key ES256). Raises ValueError for an unusable combination;
-        messages never show the key.
+        keeps RS*, a P-256 key ES256). Tokens living longer than `max_lifetime_seconds` are
+        refused. Raises ValueError for an unusable combination; messages never show the key.
         """
+        if max_lifetime_seconds <= 0:
+            raise ValueError("AUTH_JWT_MAX_LIFETIME_SECONDS must be positive")
         if not algorithms:
             raise ValueError("AUTH_JWT_ALGORITHMS: at least one algorithm is required")
         unknown = [alg for alg in algorithms if alg not in HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS]
@@ -129,39 +142,46 @@ class TokenVerifier:
         self._algorithms = tuple(self._keys)
         self._audience = audience or None
         self._issuer = issuer or None
+        self._max_lifetime = max_lifetime_seconds
         self.uses_dev_secret = uses_dev_secret
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
         """The verifier for `AUTH_JWT_SECRET` or `AUTH_JWT_PUBLIC_KEY` (not both).
 
-        With neither, outside production, the fixed `DEV_JWT_SECRET` is used and
+        With neither, in emulator mode only, the fixed `DEV_JWT_SECRET` is used and
         `uses_dev_secret` is True so the caller can warn. Raises ValueError for a missing key
-        in production, both keys set, the dev secret in production, or algorithms that do not
-        fit the key.
+        or the dev secret outside emulator mode, both keys set, or algorithms that do not fit
+        the key.
         """
         secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
         public_key = (settings.auth_jwt_public_key or "").strip()
         configured = list(settings.auth_jwt_algorithms)
         if secret and public_key:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, not both")
-        production = settings.plaid_env == "production"
+        deployed = settings.plaid_env != "emulator"
         if public_key:
             return cls(
                 key=_unescape_pem(public_key),
                 algorithms=configured or DEFAULT_PUBLIC_KEY_ALGORITHMS,
                 audience=settings.auth_jwt_audience,
                 issuer=settings.auth_jwt_issuer,
+                max_lifetime_seconds=settings.auth_jwt_max_lifetime_seconds,
             )
-        if not secret and production:
-            raise ValueError("AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in production")
-        if secret == DEV_JWT_SECRET and production:
-            raise ValueError("AUTH_JWT_SECRET must not be the development secret in production")
+        if not secret and deployed:
+            raise ValueError(
+                f"AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY is required in {settings.plaid_env}"
+            )
+        if secret == DEV_JWT_SECRET and deployed:
+            raise ValueError(
+                f"AUTH_JWT_SECRET must not be the development secret in {settings.plaid_env}"
+            )
         return cls(
             key=secret or DEV_JWT_SECRET,
             algorithms=configured or DEFAULT_SECRET_ALGORITHMS,
             audience=settings.auth_jwt_audience,
             issuer=settings.auth_jwt_issuer,
+            max_lifetime_seconds=settings.auth_jwt_max_lifetime_seconds,
             uses_dev_secret=not secret,
         )
 
@@ -178,12 +198,17 @@ class TokenVerifier:
     def issuer(self) -> str | None:
         return self._issuer
 
+    @property
+    def max_lifetime_seconds(self) -> int:
+        return self._max_lifetime
+
     def verify(self, token: str) -> Principal:
         """The caller named by a valid token.
 
-        Checks, in order: size, header algorithm in the pinned list, signature, `exp`/`nbf`
-        when present, `aud`/`iss` when configured (then required), and the `sub`, `org_id` (or
-        `orgId`) and `role` claims. Raises `AuthError` for every failure.
+        Checks, in order: size, header algorithm in the pinned list, signature, `exp`/`nbf`,
+        `aud`/`iss` when configured (then required), that `exp` is present and no further from
+        `iat` (or from now, without `iat`) than the maximum lifetime, and the `sub`, `org_id`
+        (or `orgId`) and `role` claims. Raises `AuthError` for every failure.
         """
         if not token:
             raise AuthError("missing bearer token")
@@ -217,7 +242,20 @@ class TokenVerifier:
             raise AuthError("token signature or format is invalid") from None
         if checks_audience and "aud" not in claims:
             raise AuthError("token claims are invalid: no audience (aud)")
+        self._check_lifetime(claims)
         return _principal(claims)
+
+    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
+        """A token without `exp`, or one issued to live for years, is a standing credential."""
+        exp = _numeric_date(claims, "exp")
+        if exp is None:
+            raise AuthError("token has no expiry (exp)")
+        now = time.time()
+        iat = _numeric_date(claims, "iat")
+        # An `iat` in the future must not stretch the window: count from now at the latest.
+        issued = now if iat is None else min(iat, now)
+        if exp - issued > self._max_lifetime:
+            raise AuthError("token lifetime exceeds the allowed maximum")
 
 
 def issue_dev_token(
@@ -226,14 +264,15 @@ def issue_dev_token(
     user: str,
     org: str,
     role: Role | str,
-    ttl_seconds: int = DEV_TOKEN_TTL_SECONDS,
+    ttl_seconds: int | None = None,
 ) -> str:
     """A token for local use, signed with `AUTH_JWT_SECRET` (or the dev secret), carrying
-    `aud`/`iss` when configured so the service accepts it.
+    `aud`/`iss` when configured so the service accepts it. It lives `ttl_seconds`, by default
+    12 hours or the configured maximum lifetime if that is shorter.
 
     Raises ValueError when `PLAID_ENV=production`, when a public key is configured (tokens
     then come from the holder of the private key), or for an empty user/org, unknown role or
-    non-positive ttl.
+    a ttl that is not positive or exceeds the maximum lifetime.
     """
     if settings.plaid_env == "production":
         raise ValueError("dev tokens are refused when PLAID_ENV=production")
@@ -243,9 +282,15 @@ def issue_dev_token(
         )
     if not user or not org:
         raise ValueError("user and org must be non-empty")
+    verifier = TokenVerifier.from_settings(settings)  # refuses configurations it cannot verify
+    if ttl_seconds is None:
+        ttl_seconds = min(DEV_TOKEN_TTL_SECONDS, verifier.max_lifetime_seconds)
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
-    verifier = TokenVerifier.from_settings(settings)  # refuses configurations it cannot verify
+    if ttl_seconds > verifier.max_lifetime_seconds:
+        raise ValueError(
+            f"ttl_seconds exceeds AUTH_JWT_MAX_LIFETIME_SECONDS ({verifier.max_lifetime_seconds})"
+        )
     secret = settings.auth_jwt_secret.get_secret_value() if settings.auth_jwt_secret else ""
     algorithm = verifier.algorithms[0]
     now = int(time.time())
@@ -303,6 +348,19 @@ def _unescape_pem(text: str) -> str:
     if "\n" not in text and "\\n" in text:
         return text.replace("\\n", "\n")
     return text
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate claim (RFC 7519: a JSON number), None when absent."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError(f"token claims are invalid: {name} must be a number")
+    try:
+        return float(value)
+    except OverflowError:  # an integer past float range: later than any allowed lifetime
+        return math.inf
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

@@ -115,7 +115,7 @@ def build_services(settings: Settings) -> Services:
         plaid=plaid,
         cipher=TokenCipher.from_settings(settings, settings.var_dir),
         verifier=verifier,
-        webhook_verifier=WebhookVerifier(plaid),
+        webhook_verifier=WebhookVerifier.from_settings(plaid, settings),
         metrics=metrics,
     )
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from benchmarks import limiter, sync_page, sync_store
+from benchmarks import limiter, sync_page, sync_store, webhook_flood
 
 Row = tuple[str, str, str]
 BENCHMARKS: list[tuple[str, Callable[[], list[Row]]]] = [
     ("sync page parse", sync_page.run),
     ("outbound limiter", limiter.run),
     ("sync into the store", sync_store.run),
+    ("webhooks during a forgery flood", webhook_flood.run),
 ]
 
 

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     plaid_max_retries: int = Field(default=3, ge=0, le=10)
     plaid_retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
     plaid_webhook_verify: bool = True
+    # New webhook verification keys (unknown `kid`s) fetched per second, for the whole process.
+    # Plaid publishes no limit for /webhook_verification_key/get; the ceiling of 5/s (300/min)
+    # stays under the smallest per-client figure it publishes (400/min).
+    plaid_webhook_key_fetch_per_second: float = Field(default=1.0, gt=0, le=5)
 
     plaid_encryption_keys: SecretStr | None = None
     plaid_encryption_key: SecretStr | None = None

@@ -136,10 +136,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for the configured URL, with foreign keys and WAL on SQLite."""
+    """An async engine for the configured URL, with foreign keys and WAL on SQLite.
+
+    `hide_parameters`: a failed statement's error (and so its logged traceback) names the SQL
+    but never the bound values, which can be tokens, bodies or personal data."""
     ensure_sqlite_dir(url)
     target = async_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": dumps_json}
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "json_serializer": dumps_json,
+        "hide_parameters": True,
+    }
     if target.get_backend_name() == "postgresql":
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(target, **kwargs)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plaid_bridge.activity import audit
@@ -114,6 +115,40 @@ class Unavailable(AppError):
     message = "The service is temporarily unavailable."
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached right now; nothing was done, the client may retry (Plaid
+    redelivers a webhook answered this way)."""
+
+    code = "DATABASE_UNAVAILABLE"
+    message = "The service's database is temporarily unavailable; try again shortly."
+
+
+DATABASE_RETRY_AFTER = 5
+
+# SQLite result codes (low byte of `sqlite_errorcode`) that mean the file cannot be used right
+# now: busy/locked, I/O error, cannot open, disk full, read-only. Everything else SQLite reports
+# as an OperationalError ("no such table", a syntax error) is a bug, not an outage.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14, 15})
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached or used at the moment (connection
+    refused or lost, database gone, pool exhausted), as opposed to a statement that is wrong
+    (integrity, programming errors), which stays a 500."""
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection freed in time
+        return True
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF in _SQLITE_UNAVAILABLE
+    return True
+
+
 def envelope(error: AppError, request_id: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "code": error.code,
@@ -187,6 +222,15 @@ def install_error_handlers(app: FastAPI) -> None:
             error = BadRequest("Method not allowed.", code="METHOD_NOT_ALLOWED", status=405)
         return error_response(error)
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, sa_exc.SQLAlchemyError)
+        if not database_unavailable(exc):
+            raise exc  # a bug: the request context's handler answers 500 and logs it
+        logger.error("database.unavailable", extra={"error_type": type(exc).__name__})
+        error = DatabaseUnavailable(retry_after=DATABASE_RETRY_AFTER)
+        await audit_failure(request.app, error)
+        return error_response(error)
+
     async def on_plaid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PlaidError)
         logger.warning(
@@ -205,6 +249,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(PlaidError, on_plaid)
+    app.add_exception_handler(sa_exc.SQLAlchemyError, on_database)
 
 
 _REAUTH_CODES = frozenset(

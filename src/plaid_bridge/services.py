@@ -68,7 +68,7 @@ def build_services(settings: Settings) -> Services:
         plaid=plaid,
         cipher=TokenCipher.from_settings(settings, settings.var_dir),
         verifier=verifier,
-        webhook_verifier=WebhookVerifier(plaid),
+        webhook_verifier=WebhookVerifier.from_settings(plaid, settings),
         user_limits=UserRateLimiter.from_settings(settings),
         metrics=metrics,
     )

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from plaid_bridge.app import create_app
-from plaid_bridge.services import Services
 from plaid_bridge.security.auth import issue_dev_token
+from plaid_bridge.services import Services
 
 pytestmark = pytest.mark.anyio
 BASE = "/api/v1/plaid"

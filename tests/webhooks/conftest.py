@@ -223,6 +223,8 @@ def hooks(api: Api, key_server: tuple[KeyStandIn, str], keys: KeyStandIn) -> Hoo
             plaid_api_host=key_server[1],
             var_dir=current.var_dir,
             plaid_max_retries=0,
+            # The most the setting allows: these tests fetch keys back to back on purpose.
+            plaid_webhook_key_fetch_per_second=5,
         )
     )
     return Hooks(api, keys)

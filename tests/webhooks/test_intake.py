@@ -199,20 +199,6 @@ async def test_unknown_types_codes_and_items_are_stored(
     ]
 
 
-async def test_the_same_webhook_delivered_five_times_is_stored_five_times(
-    hooks: Hooks, signing_key: SigningKey
-) -> None:
-    body = webhook_body()
-    header = signing_key.sign(body)
-
-    for _ in range(5):
-        assert (await hooks.post(body, header)).status_code == 200
-
-    stored = await hooks.stored()
-    assert len(stored) == 5
-    assert {event.body for event in stored} == {body.decode()}
-
-
 async def test_concurrent_webhooks_with_a_new_kid_fetch_the_key_once(
     hooks: Hooks, signing_key: SigningKey
 ) -> None:

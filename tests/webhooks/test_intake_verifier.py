@@ -12,7 +12,11 @@ import pytest
 from jose import jws
 
 from plaid_bridge.plaid.client import PlaidClient
-from plaid_bridge.plaid.webhook_verify import WebhookVerificationError, WebhookVerifier
+from plaid_bridge.plaid.webhook_verify import (
+    KeyFetchBudget,
+    WebhookVerificationError,
+    WebhookVerifier,
+)
 from tests.webhooks.conftest import KeyStandIn, SigningKey, unsigned_token, webhook_body
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +43,8 @@ def make_verifier(key_server: tuple[KeyStandIn, str], clock: Clock) -> Iterator[
     client = PlaidClient(host=key_server[1], client_id="c", secret="s", max_retries=0, timeout=5)
 
     def make(**options: object) -> WebhookVerifier:
+        # Room for every fetch these tests make, unless a test sets its own budget.
+        options.setdefault("fetch_budget", KeyFetchBudget(5, burst=100, clock=clock))
         return WebhookVerifier(client, clock=clock, **options)  # type: ignore[arg-type]
 
     yield make
@@ -184,3 +190,67 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_fetch(
 
     assert impatient.cancelled()
     assert keys.fetches == {signing_key.kid: 1}
+
+
+async def test_new_kids_are_fetched_at_most_at_the_budgets_rate(
+    make_verifier: MakeVerifier, keys: KeyStandIn, clock: Clock
+) -> None:
+    verifier = make_verifier(fetch_budget=KeyFetchBudget(1, clock=clock))
+    body = webhook_body()
+    first, second = keys.add(SigningKey()), keys.add(SigningKey())
+
+    await verifier.verify(first.sign(body, iat=clock.now), body)
+    assert await _refusal(verifier, second.sign(body, iat=clock.now), body) == (
+        "key_fetch_throttled"
+    )
+    await verifier.verify(first.sign(body, iat=clock.now), body)  # cached: no budget needed
+    clock.now += 1
+    await verifier.verify(second.sign(body, iat=clock.now), body)
+
+    assert keys.fetches == {first.kid: 1, second.kid: 1}
+
+
+async def test_waiters_on_one_fetch_spend_one_unit_of_budget(
+    make_verifier: MakeVerifier, keys: KeyStandIn, signing_key: SigningKey, clock: Clock
+) -> None:
+    verifier = make_verifier(fetch_budget=KeyFetchBudget(1, clock=clock))
+    keys.latency = 0.3
+    bodies = [webhook_body(item_id=f"item-{n}") for n in range(20)]
+
+    await asyncio.gather(
+        *(verifier.verify(signing_key.sign(body, iat=clock.now), body) for body in bodies)
+    )
+
+    assert keys.fetches == {signing_key.kid: 1}
+
+
+async def test_a_header_with_stale_or_mismatched_claims_spends_no_fetch(
+    make_verifier: MakeVerifier, keys: KeyStandIn, clock: Clock
+) -> None:
+    verifier = make_verifier(fetch_budget=KeyFetchBudget(1, clock=clock))
+    key = keys.add(SigningKey())
+    body = webhook_body()
+
+    assert await _refusal(verifier, key.sign(body, iat=clock.now - 600), body) == "iat_too_old"
+    assert await _refusal(verifier, key.sign(b"other", iat=clock.now), body) == (
+        "body_hash_mismatch"
+    )
+    assert keys.fetches.total() == 0
+    await verifier.verify(key.sign(body, iat=clock.now), body)  # the budget is still whole
+
+
+def test_the_budget_refills_at_its_rate_up_to_its_burst() -> None:
+    now = [0.0]
+    budget = KeyFetchBudget(2, clock=lambda: now[0])
+
+    assert [budget.take() for _ in range(3)] == [True, True, False]
+    now[0] += 0.5
+    assert [budget.take() for _ in range(2)] == [True, False]
+    now[0] += 100
+    assert [budget.take() for _ in range(3)] == [True, True, False]
+    slow = KeyFetchBudget(0.25, clock=lambda: now[0])
+    assert [slow.take(), slow.take()] == [True, False]
+    now[0] += 3.9
+    assert not slow.take()
+    now[0] += 0.1
+    assert slow.take()

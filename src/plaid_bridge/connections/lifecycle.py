@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.activity import audit, events
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
-from plaid_bridge.db import Database
+from plaid_bridge.db import Database, utcnow
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 
 STATUS_CHANGED = "CONNECTION_STATUS_CHANGED"
@@ -63,6 +63,7 @@ async def transition(
     if unchanged:
         return False
     connection.status = status.value
+    connection.status_changed_at = utcnow()
     connection.error_code = error_code
     connection.error_message = error_message
     if consent_expires_at is not None:

@@ -56,6 +56,9 @@ class PlaidConnection(Base):
     initial_update_complete: Mapped[bool] = mapped_column(Boolean, default=False)
     historical_update_complete: Mapped[bool] = mapped_column(Boolean, default=False)
     last_synced_at: Mapped[datetime | None]
+    # When `status` (or its error) last changed: a webhook signed before it describes an older
+    # state and must not undo the change (webhooks/handlers.py).
+    status_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     # Sequence of the last sync applied; the change feed's cursors count in it.
     change_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,9 +12,9 @@ import secrets
 import string
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import anyio.to_thread
 
@@ -27,9 +27,6 @@ from plaid_bridge.emulator.items import Item, iso
 from plaid_bridge.emulator.ledger import CursorCodec, Ledger
 from plaid_bridge.emulator.signer import KeyRing
 from plaid_bridge.emulator.webhooks import WebhookSender
-
-if TYPE_CHECKING:
-    from plaid_bridge.emulator.link.sessions import LinkSession
 
 MAX_CALLS = 10_000
 LINK_TOKEN_LIFETIME = timedelta(hours=4)
@@ -54,6 +51,41 @@ class LinkToken:
     products: list[str]
     webhook: str | None
     account_selection_enabled: bool
+
+
+LinkMode = Literal["new", "update"]
+
+
+@dataclass(slots=True)
+class LinkSession:
+    """One opening of Link with one link token, from start to success or exit."""
+
+    link_session_id: str
+    link_token: str
+    mode: LinkMode
+    started_at: datetime
+    item_id: str | None = None  # the update-mode Item, or the Item a new-mode login created
+    institution_id: str | None = None
+    account_ids: list[str] = field(default_factory=list)  # the accounts shared, once finished
+    public_token: str | None = None
+    error_code: str | None = None  # the last error the user met
+    outcome: Literal["success", "exit"] | None = None
+    exit_status: str | None = None
+    finished_at: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The session as the control API shows it (camelCase, like every control answer)."""
+        return {
+            "linkSessionId": self.link_session_id,
+            "mode": self.mode,
+            "itemId": self.item_id,
+            "institutionId": self.institution_id,
+            "accountIds": list(self.account_ids),
+            "errorCode": self.error_code,
+            "outcome": self.outcome,
+            "exitStatus": self.exit_status,
+            "startedAt": self.started_at.isoformat().replace("+00:00", "Z"),
+        }
 
 
 @dataclass(slots=True)

@@ -74,6 +74,10 @@ from plaid_bridge.plaid.types import (
 if TYPE_CHECKING:
     from plaid_bridge.config import Settings
 
+OUTSIDE_INPUT_CODES = frozenset({"INVALID_PUBLIC_TOKEN", "INVALID_WEBHOOK_VERIFICATION_KEY_ID"})
+"""Plaid refusing a value that came from outside (a user's public token, a webhook's `kid`): a
+warning, not an error, since anyone can send such values and there is nothing of ours to fix."""
+
 __all__ = ["PLAID_VERSION", "CallObserver", "PlaidClient", "QuietConfiguration"]
 
 PLAID_VERSION = "2020-09-14"
@@ -476,15 +480,16 @@ class PlaidClient:
 
     # Webhooks
 
-    async def get_webhook_verification_key(self, *, key_id: str) -> WebhookKey:
+    async def get_webhook_verification_key(self, *, key_id: str, retry: bool = True) -> WebhookKey:
         """The public key (JWK) that signs webhooks carrying `kid == key_id`; a key with
-        `expired_at` set has been rotated out. Raises PlaidError."""
+        `expired_at` set has been rotated out. `retry=False` sends exactly one request (the
+        webhook verifier counts its fetches). Raises PlaidError."""
         return await self._call(
             "/webhook_verification_key/get",
             self._api.webhook_verification_key_get,
             lambda: WebhookVerificationKeyGetRequest(key_id=key_id),
             _object(WebhookKey.from_json),
-            retry=True,
+            retry=retry,
         )
 
     # Sandbox (and emulator) only
@@ -672,7 +677,11 @@ class PlaidClient:
             fields["status"] = error.status
             fields["error_code"] = error.error_code
             fields["error_class"] = error.error_class.value
-            if error.error_class is PlaidErrorClass.OURS_TO_FIX and not retrying:
+            if (
+                error.error_class is PlaidErrorClass.OURS_TO_FIX
+                and error.error_code not in OUTSIDE_INPUT_CODES
+                and not retrying
+            ):
                 level = logging.ERROR
             else:
                 level = logging.WARNING

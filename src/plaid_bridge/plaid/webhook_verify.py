@@ -2,8 +2,15 @@
 
 The header is a compact JWT signed with ES256 by a key Plaid serves at
 `/webhook_verification_key/get`; its claims are `{iat, request_body_sha256}`. Keys are cached per
-`kid` (bounded), an unknown `kid` is fetched once however many requests wait for it, and a key's
+`kid` (bounded) as ready public-key objects, so a cached key costs one ECDSA verification; a key's
 `expired_at` is checked on every use, since keys expire while cached.
+
+Anyone can send a header naming a made-up `kid`, so fetching keys is what a forger would make us
+spend: an unknown `kid` is fetched once however many requests wait for it (single flight), and new
+fetches start at most at a configured rate for the whole process (`KeyFetchBudget`). A request
+whose `kid` would need a fetch beyond that rate is refused at once, like any unverifiable webhook
+(Plaid redelivers what we refuse). The claims are checked before any fetch, so a stale or
+mismatched header spends nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jose import jwk, jws
 from jose.backends.base import Key
@@ -26,6 +33,9 @@ from jose.exceptions import JOSEError
 
 from plaid_bridge.plaid.client import PlaidClient
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+
+if TYPE_CHECKING:
+    from plaid_bridge.config import Settings
 
 logger = logging.getLogger("plaid_bridge.plaid.webhook_verify")
 
@@ -36,6 +46,7 @@ MAX_CACHED_KEYS = 100
 FETCH_TIMEOUT_SECONDS = 5.0  # Plaid gives up on a webhook after 10 s
 UNKNOWN_KID_TTL_SECONDS = 60.0  # a kid Plaid does not know is refused without asking again
 MAX_UNKNOWN_KIDS = 1000
+DEFAULT_KEY_FETCHES_PER_SECOND = 1.0
 _TRANSIENT = frozenset({PlaidErrorClass.PLAID_TRANSIENT, PlaidErrorClass.RATE_LIMITED})
 
 
@@ -48,9 +59,55 @@ class WebhookVerificationError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedWebhook:
+    """What a verified header proves: when Plaid signed it and which signed token it was.
+
+    `token_sha256` is the SHA-256 (hex) of the token's signed part, `header.payload`: the bytes
+    Plaid signed. It names the delivery for replay detection. The raw header would not do: an
+    ECDSA signature can be rewritten into a second valid one ((r, s) -> (r, n - s)) without the
+    key, so the same signed token can arrive under different header strings."""
+
+    issued_at: float
+    token_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class _VerificationKey:
     key: Key
     expired_at: int | None
+
+
+class KeyFetchBudget:
+    """A token bucket: new key fetches start at most `per_second` per second on average, and
+    at most `burst` at once (default: the whole-second part of the rate, at least one).
+    `take` never waits; it answers whether a fetch may start now."""
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not per_second > 0:
+            raise ValueError("per_second must be positive")
+        self.per_second = per_second
+        self.burst = burst if burst is not None else max(1, int(per_second))
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._updated = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        elapsed = max(0.0, now - self._updated)
+        self._updated = now
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.per_second)
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 class WebhookVerifier:
@@ -67,6 +124,7 @@ class WebhookVerifier:
         max_keys: int = MAX_CACHED_KEYS,
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
         unknown_kid_ttl: float = UNKNOWN_KID_TTL_SECONDS,
+        fetch_budget: KeyFetchBudget | None = None,
     ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
@@ -81,23 +139,42 @@ class WebhookVerifier:
         # Kids Plaid said it does not know, until when: made-up kids cost one fetch, not one each.
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._unknown_kid_ttl = unknown_kid_ttl
+        self._budget = fetch_budget or KeyFetchBudget(DEFAULT_KEY_FETCHES_PER_SECOND)
 
-    async def verify(self, header: str | None, body: bytes) -> None:
-        """Returns only if `header` is Plaid's valid signature of exactly `body`.
+    @classmethod
+    def from_settings(cls, plaid: PlaidClient, settings: Settings) -> WebhookVerifier:
+        """A verifier fetching at most `PLAID_WEBHOOK_KEY_FETCH_PER_SECOND` new keys a second."""
+        return cls(plaid, fetch_budget=KeyFetchBudget(settings.plaid_webhook_key_fetch_per_second))
 
-        The header's shape and algorithm are checked before any network call; the key may be
-        fetched from Plaid (at most one fetch per unknown `kid` at a time). Raises
-        `WebhookVerificationError` for every failure, a failed key fetch included."""
+    async def verify(self, header: str | None, body: bytes) -> VerifiedWebhook:
+        """What `header` proves, if it is Plaid's valid signature of exactly `body`.
+
+        The header's shape, algorithm, time window and body hash are checked before any network
+        call; then the key, possibly fetched from Plaid (single flight, rate-bounded), verifies
+        the signature. Raises `WebhookVerificationError` for every failure, a key that cannot
+        be fetched (now) included."""
         token, kid = _parse_header(header)
+        try:
+            unverified = jws.get_unverified_claims(token)
+        except (JOSEError, RecursionError):
+            raise WebhookVerificationError("malformed_header") from None
+        issued_at = self._check_claims(_claims(unverified), body)
         verification_key = await self._key(kid)
-        now = self._clock()
-        if verification_key.expired_at is not None and verification_key.expired_at <= now:
+        if verification_key.expired_at is not None and verification_key.expired_at <= self._clock():
             raise WebhookVerificationError("key_expired")
         try:
-            payload = jws.verify(token, verification_key.key, algorithms=[ALGORITHM])
+            # The claims checked above are this token's payload, now proven Plaid's.
+            jws.verify(token, verification_key.key, algorithms=[ALGORITHM])
         except JOSEError:
             raise WebhookVerificationError("bad_signature") from None
-        claims = _claims(payload)
+        signed_part = token.rpartition(".")[0]
+        return VerifiedWebhook(
+            issued_at=issued_at, token_sha256=hashlib.sha256(signed_part.encode()).hexdigest()
+        )
+
+    def _check_claims(self, claims: dict[str, Any], body: bytes) -> float:
+        """The claims' `iat`, if it is in the window and the body hash matches `body`."""
+        now = self._clock()
         issued_at = claims.get("iat")
         if (
             isinstance(issued_at, bool)
@@ -115,6 +192,7 @@ class WebhookVerifier:
         actual = hashlib.sha256(body).hexdigest()
         if not hmac.compare_digest(claimed.encode(), actual.encode()):
             raise WebhookVerificationError("body_hash_mismatch")
+        return float(issued_at)
 
     async def _key(self, kid: str) -> _VerificationKey:
         cached = self._keys.get(kid)
@@ -129,6 +207,8 @@ class WebhookVerifier:
         loop = asyncio.get_running_loop()
         fetch = self._fetches.get(kid)
         if fetch is None or fetch.get_loop() is not loop:
+            if not self._budget.take():
+                raise WebhookVerificationError("key_fetch_throttled")
             fetch = loop.create_task(self._fetch(kid))
             self._fetches[kid] = fetch
             fetch.add_done_callback(lambda done: self._forget_fetch(kid, done))
@@ -147,7 +227,7 @@ class WebhookVerifier:
         fetch nobody awaits any more ends quietly). Failures are not cached."""
         try:
             async with asyncio.timeout(self._fetch_timeout):
-                found = await self._plaid.get_webhook_verification_key(key_id=kid)
+                found = await self._plaid.get_webhook_verification_key(key_id=kid, retry=False)
         except TimeoutError:
             logger.warning("webhooks.key_fetch_timeout", extra={"kid": kid})
             return "key_fetch_failed"

@@ -5,13 +5,19 @@ commits its effect together with marking the row DONE. Every effect is idempoten
 retries deliveries and has no event id: status changes go through `lifecycle.transition` (a no-op
 when nothing changes, notifications throttled), sync requests coalesce, and account flags emit
 their event only when they actually flip.
+
+Plaid may deliver late (retries) and out of order, so a status webhook (an error, an expiry, a
+repair) signed before the connection's status last changed describes an older state and is
+ignored: a late ITEM/ERROR must not undo a newer repair. A status change a webhook makes is dated
+by the webhook's signing time, so a backlog processed late does not make the next webhooks look
+stale; changes of our own (a sync that works, a completed re-auth) are dated when they happen.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -44,6 +50,20 @@ _SEVERITY: dict[str, int] = {
 
 # Statuses LOGIN_REPAIRED brings back to ACTIVE; a revoked Item stays revoked (it needs a new one).
 _REPAIRABLE = frozenset({_S.LOGIN_REQUIRED.value, _S.ERROR.value, _S.PENDING_EXPIRATION.value})
+
+# Webhooks that set a connection's status from what Plaid saw when it signed them. Revocation is
+# not among them: it is final whenever it was signed.
+STATUS_WEBHOOKS = frozenset(
+    {
+        ("ITEM", "ERROR"),
+        ("ITEM", "PENDING_EXPIRATION"),
+        ("ITEM", "PENDING_DISCONNECT"),
+        ("ITEM", "LOGIN_REPAIRED"),
+    }
+)
+# Plaid's `iat` has whole seconds and its clock is not ours: a webhook counts as older than a
+# status change only by more than this.
+STALE_MARGIN = timedelta(seconds=2)
 
 VERIFICATION_STATUS: dict[str, str] = {
     "AUTOMATICALLY_VERIFIED": "automatically_verified",
@@ -295,14 +315,24 @@ HANDLERS: dict[tuple[str, str], Handler] = {
 }
 
 
+def _stale(live: PlaidConnection, signed_at: datetime | None) -> bool:
+    changed_at = live.status_changed_at
+    if signed_at is None or changed_at is None:
+        return False
+    return signed_at < changed_at - STALE_MARGIN
+
+
 async def handle(
     session: AsyncSession,
     connection: PlaidConnection | None,
     payload: Payload,
+    *,
+    signed_at: datetime | None,
 ) -> bool:
     """Apply the webhook's effect in `session`; False (and logged) when its type/code is not one
-    we act on, or its Item is unknown or removed, which is not an error: Plaid adds codes, and
-    such webhooks are stored all the same."""
+    we act on, its Item is unknown or removed, or it is a status webhook older than the
+    connection's last status change (`signed_at`: when Plaid signed it, else when we received
+    it). None of that is an error: Plaid adds codes, and such webhooks are stored all the same."""
     key = (str(payload.get("webhook_type")), str(payload.get("webhook_code")))
     handler = HANDLERS.get(key)
     if handler is None:
@@ -311,5 +341,24 @@ async def handle(
     live = _live(connection, payload)
     if live is None:
         return False
+    if key in STATUS_WEBHOOKS and _stale(live, signed_at):
+        logger.info(
+            "webhook.stale_ignored",
+            extra={
+                "webhook_code": key[1],
+                "signed_at": signed_at.isoformat() if signed_at else None,
+                "status": live.status,
+                "status_changed_at": live.status_changed_at.isoformat()
+                if live.status_changed_at
+                else None,
+            },
+        )
+        return False
+    changed_before = live.status_changed_at
     await handler(session, live, payload)
+    if signed_at is not None and live.status_changed_at != changed_before:
+        # Dated by what Plaid saw, not by when we got round to it (see the module docstring).
+        live.status_changed_at = (
+            signed_at if changed_before is None else max(changed_before, signed_at)
+        )
     return True

@@ -187,7 +187,9 @@ class Inbox:
                     .where(PlaidConnection.item_id == item_id)
                     .with_for_update()
                 )
-            applied = await handlers.handle(session, connection, payload)
+            applied = await handlers.handle(
+                session, connection, payload, signed_at=event.signed_at or event.received_at
+            )
         finally:
             item_id_var.reset(token)
         self._finish(event, InboxStatus.DONE, None)

@@ -20,7 +20,11 @@ class InboxStatus(enum.StrEnum):
 
 class WebhookEvent(Base):
     __tablename__ = "plaid_webhook_events"
-    __table_args__ = (Index(None, "status", "id"), Index(None, "item_id", "id"))
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "item_id", "id"),
+        Index(None, "token_sha256", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     webhook_type: Mapped[str | None] = mapped_column(String(64))
@@ -28,6 +32,12 @@ class WebhookEvent(Base):
     item_id: Mapped[str | None] = mapped_column(String(128))
     body: Mapped[str] = mapped_column(Text)
     body_sha256: Mapped[str] = mapped_column(String(64))
+    # The verified `Plaid-Verification` token (SHA-256 of its signed part): unique, so a replay
+    # of an accepted delivery is never stored twice, whichever replica receives it. None when
+    # verification is off.
+    token_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The token's `iat`: when Plaid signed this delivery (None when verification is off).
+    signed_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default=InboxStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

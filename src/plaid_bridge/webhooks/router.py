@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from plaid_bridge.dependencies import Admin, ServicesDep, per_user_limit
 from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
 from plaid_bridge.logs import item_id_var
-from plaid_bridge.plaid.webhook_verify import WebhookVerificationError
+from plaid_bridge.plaid.webhook_verify import VerifiedWebhook, WebhookVerificationError
 from plaid_bridge.webhooks import intake
 
 MAX_BODY_BYTES = 64 * 1024
@@ -66,9 +66,12 @@ def _wake_worker(request: Request) -> None:
 async def receive_webhook(request: Request, services: ServicesDep) -> dict[str, bool]:
     """Receive a Plaid webhook: verify it, store it, acknowledge it."""
     body = await read_capped(request)
+    verified: VerifiedWebhook | None = None
     if services.settings.plaid_webhook_verify:
         try:
-            await services.webhook_verifier.verify(request.headers.get("plaid-verification"), body)
+            verified = await services.webhook_verifier.verify(
+                request.headers.get("plaid-verification"), body
+            )
         except WebhookVerificationError as error:
             logger.warning("webhooks.rejected", extra={"reason": error.reason})
             services.metrics.webhook_received(None, None, "rejected")
@@ -78,7 +81,15 @@ async def receive_webhook(request: Request, services: ServicesDep) -> dict[str, 
             ) from None
     text, document = intake.parse(body)
     async with services.database.transaction() as session:
-        event = await intake.store(session, raw=body, text=text, document=document)
+        event = await intake.store(
+            session, raw=body, text=text, document=document, verified=verified
+        )
+    if event is None:
+        # This token is already in the inbox: a replay, or a redelivery whose answer was lost.
+        # Either way it is acknowledged and changes nothing.
+        services.metrics.webhook_received(None, None, "duplicate")
+        logger.warning("webhooks.replay_ignored")
+        return {"received": True}
     item_id_var.set(event.item_id)
     services.metrics.webhook_received(event.webhook_type, event.webhook_code, "received")
     logger.info(

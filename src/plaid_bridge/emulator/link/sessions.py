@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from plaid_bridge.emulator.errors import CATALOGUE, PlaidAPIError
 from plaid_bridge.emulator.institutions import INSTITUTIONS, Institution
 from plaid_bridge.emulator.items import Item
-from plaid_bridge.emulator.state import EmulatorState, LinkToken
+from plaid_bridge.emulator.state import EmulatorState, LinkSession, LinkToken
 
 SANDBOX_USERNAME = "user_good"
 SANDBOX_PASSWORD = "pass_good"
@@ -30,7 +29,6 @@ _LOGIN_ERROR_TYPES = frozenset({"ITEM_ERROR", "INSTITUTION_ERROR"})
 # Errors after which Link keeps the credentials pane open for another try.
 RETRYABLE_LOGIN_ERRORS = frozenset({"INVALID_CREDENTIALS"})
 
-Mode = Literal["new", "update"]
 # The `status` of onExit's metadata: where the user was when they left.
 ExitStatus = Literal[
     "requires_credentials",
@@ -39,38 +37,6 @@ ExitStatus = Literal[
     "institution_not_supported",
 ]
 EXIT_STATUSES: frozenset[str] = frozenset(get_args(ExitStatus))
-
-
-@dataclass(slots=True)
-class LinkSession:
-    """One opening of Link with one link token, from start to success or exit."""
-
-    link_session_id: str
-    link_token: str
-    mode: Mode
-    started_at: datetime
-    item_id: str | None = None  # the update-mode Item, or the Item a new-mode login created
-    institution_id: str | None = None
-    account_ids: list[str] = field(default_factory=list)  # the accounts shared, once finished
-    public_token: str | None = None
-    error_code: str | None = None  # the last error the user met
-    outcome: Literal["success", "exit"] | None = None
-    exit_status: str | None = None
-    finished_at: datetime | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The session as the control API shows it (camelCase, like every control answer)."""
-        return {
-            "linkSessionId": self.link_session_id,
-            "mode": self.mode,
-            "itemId": self.item_id,
-            "institutionId": self.institution_id,
-            "accountIds": list(self.account_ids),
-            "errorCode": self.error_code,
-            "outcome": self.outcome,
-            "exitStatus": self.exit_status,
-            "startedAt": self.started_at.isoformat().replace("+00:00", "Z"),
-        }
 
 
 def link_session_id() -> str:

@@ -1,23 +1,37 @@
 # Every target bootstraps .venv itself, so a fresh clone needs nothing but python3.
+# `make run` installs what running needs; lint, test and bench add the development tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+# Extra arguments for `plaid-bridge dev`, e.g. make run ARGS="--port 8400 --emulator-port 8500"
+ARGS ?=
 
-.PHONY: run test lint bench install clean
+.PHONY: run reset test lint bench install clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(RUN_STAMP) $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-run: $(STAMP)
-	$(BIN)/plaid-bridge dev
+run: $(RUN_STAMP)
+	$(BIN)/plaid-bridge dev $(ARGS)
 
-lint: $(STAMP)
+# The development database and the emulator's state, removed: the next start begins empty.
+reset: $(RUN_STAMP)
+	$(BIN)/plaid-bridge reset
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -25,7 +39,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

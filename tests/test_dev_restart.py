@@ -258,17 +258,58 @@ def test_a_linked_bank_survives_a_restart_and_fresh_starts_empty(dev: DevProcess
         dev.stop(process)
 
 
-def test_a_taken_port_is_one_clear_line(dev: DevProcess) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", dev.emulator_port))
-        taken.listen()
-        result = dev.cli(
-            "dev", "--port", str(dev.api_port), "--emulator-port", str(dev.emulator_port)
-        )
+@pytest.mark.parametrize(
+    ("command", "taken", "option"),
+    [
+        ("dev", "emulator", "--emulator-port"),
+        ("dev", "api", "--port"),
+        ("serve", "api", "--port"),
+        ("emulator", "emulator", "--port"),
+    ],
+)
+def test_a_taken_port_is_one_clear_line(
+    dev: DevProcess, command: str, taken: str, option: str
+) -> None:
+    port = dev.emulator_port if taken == "emulator" else dev.api_port
+    args = {
+        "dev": ["--port", str(dev.api_port), "--emulator-port", str(dev.emulator_port)],
+        "serve": ["--port", str(dev.api_port)],
+        "emulator": ["--port", str(dev.emulator_port)],
+    }[command]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        result = dev.cli(command, *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert f"port {dev.emulator_port}" in lines[0]
-    assert "--emulator-port" in lines[0]
+    assert f"port {port} " in lines[0]
+    assert f"with {option} N" in lines[0]
     assert not (dev.home / "var").exists()  # nothing started, nothing written
+
+
+def test_reset_removes_the_database_and_the_emulator_state(dev: DevProcess) -> None:
+    var = dev.home / "var"
+    var.mkdir()
+    kept = var / "encryption.key"
+    for name in ("plaid_bridge.db", "plaid_bridge.db-wal", "emulator-state.json", kept.name):
+        (var / name).write_text("x")
+    result = dev.cli("reset")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in var.iterdir()) == [kept.name]
+
+
+def test_reset_refuses_a_server_database(dev: DevProcess) -> None:
+    env = {**dev.env, "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"}
+    result = subprocess.run(
+        [sys.executable, "-m", "plaid_bridge.cli", "reset"],
+        cwd=dev.home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "only a SQLite database" in result.stderr

@@ -1,8 +1,12 @@
 # Every target bootstraps .venv itself, so a fresh clone needs nothing but python3.
+# `make run` installs what running needs; lint, test and bench add the development tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+# Extra arguments for `plaid-bridge dev`, e.g. make run ARGS="--port 8400 --emulator-port 8500"
+ARGS ?=
 # Line and branch coverage of src/plaid_bridge (the emulator aside) with PostgreSQL and Redis, as
 # CI runs the suite: 91.44% when the floor was set. Without them less code runs; lower it then.
 COVERAGE_FLOOR ?= 90
@@ -11,20 +15,30 @@ COVERAGE_FLOOR ?= 90
 LOCK_VENV := .lock-venv
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: run test lint bench install lock clean
+.PHONY: run reset test lint bench install lock clean
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	touch $(RUN_STAMP) $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-run: $(STAMP)
-	$(BIN)/plaid-bridge dev
+run: $(RUN_STAMP)
+	$(BIN)/plaid-bridge dev $(ARGS)
 
-lint: $(STAMP)
+# The development database and the emulator's state, removed: the next start begins empty.
+reset: $(RUN_STAMP)
+	$(BIN)/plaid-bridge reset
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -33,7 +47,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m benchmarks
 
 lock:

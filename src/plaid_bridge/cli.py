@@ -1,11 +1,15 @@
-"""The `plaid-bridge` command: serve, dev, emulator, db, dev-token, rotate-keys."""
+"""The `plaid-bridge` command: serve, dev, emulator, reset, db, dev-token, rotate-keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
@@ -41,10 +45,74 @@ def _on_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -
     return asyncio.run(run())
 
 
+EMULATOR_STATE_FILE = "emulator-state.json"
+
+
+def _port_taken(command: str, host: str, port: int, what: str, option: str) -> bool:
+    """Print one line and return True when `port` cannot be listened on (no traceback)."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be used ({error})"
+        print(
+            f"plaid-bridge {command}: port {port} on {host} ({what}) {reason}; stop what uses it "
+            f"or choose another with {option} N",
+            file=sys.stderr,
+        )
+        return True
+    finally:
+        probe.close()
+    return False
+
+
+def _emulator_state_path(settings: Settings, option: str | None) -> Path | None:
+    """`--state`: a path, `none` for memory only, or by default the file under the var dir."""
+    if option is None:
+        return settings.var_dir / EMULATOR_STATE_FILE
+    return None if option.lower() == "none" else Path(option)
+
+
+def _empty_dev_state(settings: Settings, command: str) -> bool:
+    """Remove the SQLite database and the emulator's state file (both come back empty).
+
+    Refused (False, with one line) for a database that is not a SQLite file: emptying a server
+    database is not something a development command should do.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        print(
+            f"plaid-bridge {command}: --fresh empties only a SQLite database; DATABASE_URL points "
+            f"at {url.get_backend_name()}, empty it yourself",
+            file=sys.stderr,
+        )
+        return False
+    database = url.database
+    files = [settings.var_dir / EMULATOR_STATE_FILE]
+    if database and database != ":memory:":
+        files += [Path(database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    for path in files:
+        path.unlink(missing_ok=True)
+    return True
+
+
+def _reset(_args: argparse.Namespace) -> int:
+    settings = _settings()
+    if not _empty_dev_state(settings, "reset"):
+        return 2
+    print("development database and emulator state removed; the next start begins empty")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     # --workers is checked with the rest (memory:// limits cannot span several processes).
     workers = {} if args.workers is None else {"web_concurrency": args.workers}
     settings = _settings(**workers)
+    if _port_taken("serve", args.host, args.port, "the API", "--port"):
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         APP_FACTORY,
@@ -70,8 +138,11 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     from plaid_bridge.emulator import EmulatorConfig, serve
+    from plaid_bridge.emulator.persistence import StateFileError
 
     settings = _settings()
+    if _port_taken("emulator", args.host, args.port, "the Plaid emulator", "--port"):
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     config = EmulatorConfig(
         seed=args.seed if args.seed is not None else settings.emulator_seed,
@@ -80,30 +151,71 @@ def _emulator(args: argparse.Namespace) -> int:
         ),
         client_id=settings.emulator_client_id,
         secret=settings.emulator_secret.get_secret_value(),
+        state_path=_emulator_state_path(settings, args.state),
     )
-    serve(config, host=args.host, port=args.port)
+    try:
+        serve(config, host=args.host, port=args.port)
+    except StateFileError as error:
+        print(f"plaid-bridge emulator: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _dev_environment(args: argparse.Namespace) -> None:
+    """What `dev` decides for the API it starts (which reads the environment): console logs
+    unless LOG_FORMAT says otherwise, the emulator's port, webhooks to the API's own port."""
+    if args.emulator_port is not None:
+        os.environ["PLAID_API_HOST"] = f"http://127.0.0.1:{args.emulator_port}"
+    defaults = {
+        "LOG_FORMAT": "console",
+        "PLAID_WEBHOOK_URL": f"http://{args.host}:{args.port}/api/v1/plaid/webhook",
+    }
+    settings = _settings()
+    for name, value in defaults.items():
+        if name.lower() not in settings.model_fields_set:
+            os.environ[name] = value
 
 
 def _dev(args: argparse.Namespace) -> int:
     """Emulator and API together in the foreground; Ctrl-C stops both."""
     from plaid_bridge.emulator import EmulatorConfig, EmulatorServer
+    from plaid_bridge.emulator.persistence import StateFileError
     from plaid_bridge.ops import migrate
 
+    _dev_environment(args)
     settings = _settings()
     if settings.plaid_env != "emulator":
         print("plaid-bridge dev runs with PLAID_ENV=emulator only.", file=sys.stderr)
         return 2
+    emulator_port = int(settings.plaid_host.rsplit(":", 1)[-1])
+    if _port_taken("dev", args.host, args.port, "the API", "--port") or _port_taken(
+        "dev", "127.0.0.1", emulator_port, "the Plaid emulator", "--emulator-port"
+    ):
+        return 2
+    if args.fresh and not _empty_dev_state(settings, "dev"):
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     migrate.upgrade(settings.database_url)
-    emulator_port = int(settings.plaid_host.rsplit(":", 1)[-1])
     config = EmulatorConfig(
         seed=settings.emulator_seed,
         transactions=settings.emulator_transactions,
         client_id=settings.emulator_client_id,
         secret=settings.emulator_secret.get_secret_value(),
+        state_path=settings.var_dir / EMULATOR_STATE_FILE,
     )
-    with EmulatorServer(config, host="127.0.0.1", port=emulator_port):
+    try:
+        emulator = EmulatorServer(config, host="127.0.0.1", port=emulator_port)
+    except StateFileError as error:
+        print(f"plaid-bridge dev: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # taken between the check and the bind
+        print(
+            f"plaid-bridge dev: port {emulator_port} on 127.0.0.1 (the Plaid emulator) cannot be "
+            f"used ({error.strerror}); choose another with --emulator-port N",
+            file=sys.stderr,
+        )
+        return 2
+    with emulator:
         base = f"http://{args.host}:{args.port}"
         print(
             f"\nplaid-bridge (emulator mode) on {base}\n"
@@ -185,12 +297,37 @@ def build_parser() -> argparse.ArgumentParser:
     dev = add("dev", _dev, "run the emulator and the API together (what `make run` starts)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument(
+        "--emulator-port",
+        type=int,
+        default=None,
+        help="the emulator's port (default: the port of PLAID_API_HOST, 8100)",
+    )
+    dev.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start with an empty SQLite database and an empty emulator (as `reset` leaves them)",
+    )
 
     emulator = add("emulator", _emulator, "run the offline Plaid emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8100)
     emulator.add_argument("--seed", type=int, default=None)
     emulator.add_argument("--transactions", type=int, default=None)
+    emulator.add_argument(
+        "--state",
+        default=None,
+        metavar="PATH|none",
+        help=f"file the emulator keeps its state in (default: VAR_DIR/{EMULATOR_STATE_FILE}); "
+        "none keeps it in memory only",
+    )
+
+    add(
+        "reset",
+        _reset,
+        "remove the development SQLite database and the emulator state (`dev --fresh` without "
+        "starting)",
+    )
 
     db = add("db", _db_upgrade, "database maintenance")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply every migration")

@@ -24,12 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from plaid_bridge.emulator import persistence
 from plaid_bridge.emulator.config import EmulatorConfig
 from plaid_bridge.emulator.control import control_routes
 from plaid_bridge.emulator.errors import PlaidAPIError, fault_error
 from plaid_bridge.emulator.faults import DroppedConnection, quiet_expected_drops
 from plaid_bridge.emulator.ledger import encode_json
 from plaid_bridge.emulator.link.routes import link_routes
+from plaid_bridge.emulator.persistence import StateSaver
 from plaid_bridge.emulator.plaid_api import ENDPOINTS, Call, require_healthy, sync_position
 from plaid_bridge.emulator.requests import TransactionsSyncRequest, parse
 from plaid_bridge.emulator.state import EmulatorState, request_id
@@ -97,7 +99,8 @@ class PlaidDispatcher:
             response = plaid_error_response(failure, call.request_id)
         if isinstance(response, DroppedConnection):
             status, error_code = None, "CONNECTION_DROPPED"
-        self.state.record_call(
+        state = self.state
+        state.record_call(
             endpoint=request.url.path,
             item_id=call.item.item_id if call.item else None,
             at=at,
@@ -106,6 +109,7 @@ class PlaidDispatcher:
             request=call.payload,
             request_id=call.request_id,
         )
+        state.mark_changed()  # counters, tokens, Items: most calls change something worth keeping
         return response
 
     async def _answer(self, request: Request, call: Call) -> Response:
@@ -151,8 +155,21 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config: EmulatorConfig | None = None) -> Starlette:
-    """The emulator as an ASGI app; all state lives in this app instance (`app.state.emulator`)."""
-    state = EmulatorState(config or EmulatorConfig())
+    """The emulator as an ASGI app; all state lives in this app instance (`app.state.emulator`).
+
+    With `config.state_path`, the state is loaded from that file (StateFileError if it cannot
+    be) and saved to it after changes and at shutdown.
+    """
+    config = config or EmulatorConfig()
+    state = EmulatorState(config)
+    saver: StateSaver | None = None
+    if config.state_path is not None:
+        if persistence.load(state, config.state_path):
+            logger.info(
+                "emulator.state.loaded",
+                extra={"path": str(config.state_path), "items": len(state.items)},
+            )
+        saver = StateSaver(state, config.state_path)
     dispatcher = PlaidDispatcher(state)
     quiet_expected_drops()
 
@@ -160,6 +177,8 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         await state.webhooks.aclose()
+        if saver is not None:
+            await saver.flush()
 
     app = Starlette(
         routes=[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 MAX_TRANSACTIONS = 100_000
 
@@ -15,7 +16,9 @@ class EmulatorConfig:
     `transactions` is the history size of every new Item; `not_ready_syncs` is how many first
     `/transactions/sync` calls of a new Item answer NOT_READY; `environment` goes into webhook
     bodies. `today` pins the emulated date (default: the UTC date when the app is built), so two
-    emulators with the same seed and day produce the same data.
+    emulators with the same seed and day produce the same data (their ids and tokens differ:
+    each instance salts them). `state_path` is the file the state is kept in across restarts;
+    None keeps it in memory only.
     """
 
     seed: int = 42
@@ -25,6 +28,7 @@ class EmulatorConfig:
     not_ready_syncs: int = 1
     environment: str = "sandbox"
     today: date | None = None
+    state_path: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.transactions <= MAX_TRANSACTIONS:

@@ -30,8 +30,9 @@ from plaid_bridge.emulator.state import EmulatorState, request_id
 ControlHandler = Callable[[Request], Awaitable[Response]]
 
 
-def _plaid_errors(handler: ControlHandler) -> ControlHandler:
-    """Render PlaidAPIError raised by a control handler as Plaid's error body."""
+def _plaid_errors(handler: ControlHandler, state: EmulatorState) -> ControlHandler:
+    """Render PlaidAPIError raised by a control handler as Plaid's error body; note that a
+    control call other than a GET may have changed the state."""
 
     @wraps(handler)
     async def wrapped(request: Request) -> Response:
@@ -39,6 +40,9 @@ def _plaid_errors(handler: ControlHandler) -> ControlHandler:
             return await handler(request)
         except PlaidAPIError as error:
             return JSONResponse(error.body(request_id()), status_code=error.status)
+        finally:
+            if request.method != "GET":
+                state.mark_changed()
 
     return wrapped
 
@@ -246,5 +250,6 @@ def control_routes(state: EmulatorState) -> list[Route]:
         ("/emulator/webhook-keys/rotate", c.rotate_keys, "POST"),
     ]
     return [
-        Route(path, _plaid_errors(handler), methods=[method]) for path, handler, method in table
+        Route(path, _plaid_errors(handler, state), methods=[method])
+        for path, handler, method in table
     ]

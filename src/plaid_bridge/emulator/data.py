@@ -1,7 +1,8 @@
 """Deterministic Plaid-shaped data: ids, accounts and transaction histories.
 
 Everything here is a pure function of its arguments (a seed-derived `random.Random` included), so
-two emulators with the same seed produce the same Items in the same order. Transactions are plain
+two emulators with the same seed produce the same Items in the same order; an id salt per emulator
+instance makes the ids differ while the data stays the same. Transactions are plain
 dicts in Plaid's `Transaction` shape; they are treated as immutable (a change builds a new dict),
 which lets many of them share the nested location and category objects of their merchant.
 """
@@ -9,6 +10,7 @@ which lets many of them share the nested location and category objects of their 
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import uuid
 from dataclasses import dataclass
@@ -23,14 +25,24 @@ HISTORY_DAYS = 730
 _ID_TABLE = bytes.maketrans(b"+/", b"xQ")
 
 
-def plaid_id(rng: random.Random) -> str:
-    """A 37-character alphanumeric id, like Plaid's item, account and transaction ids."""
-    return base64.b64encode(rng.randbytes(28)).translate(_ID_TABLE)[:37].decode()
+def plaid_id(rng: random.Random, salt: bytes = b"") -> str:
+    """A 37-character alphanumeric id, like Plaid's item, account and transaction ids.
+
+    The draw from `rng` is the same whatever the salt, so data drawn after it does not change;
+    a salt (the emulator instance's) makes the id itself unique to that instance.
+    """
+    raw = rng.randbytes(28)
+    if salt:
+        raw = hashlib.sha256(salt + raw).digest()[:28]
+    return base64.b64encode(raw).translate(_ID_TABLE)[:37].decode()
 
 
-def plaid_uuid(rng: random.Random) -> str:
-    """A version-4 UUID drawn from `rng` (deterministic, unlike `uuid.uuid4`)."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+def plaid_uuid(rng: random.Random, salt: bytes = b"") -> str:
+    """A version-4 UUID drawn from `rng` (deterministic, unlike `uuid.uuid4`), salted as ids are."""
+    bits = rng.getrandbits(128)
+    if salt:
+        bits = int.from_bytes(hashlib.sha256(salt + bits.to_bytes(16, "big")).digest()[:16], "big")
+    return str(uuid.UUID(int=bits, version=4))
 
 
 _CITIES: dict[str, tuple[tuple[str, str, str, float, float], ...]] = {
@@ -78,14 +90,20 @@ class TransactionFactory:
     place: tuple[str, str, str, float, float, str]  # city, region, postal code, lat, lon, country
     templates: dict[tuple[str, Merchant], dict[str, Any]]
     accounts: dict[str, str]  # account_id -> subtype
+    id_salt: bytes = b""
 
     @classmethod
     def for_item(
-        cls, rng: random.Random, institution: Institution, accounts: list[dict[str, Any]]
+        cls,
+        rng: random.Random,
+        institution: Institution,
+        accounts: list[dict[str, Any]],
+        id_salt: bytes = b"",
     ) -> TransactionFactory:
         country = institution.country_codes[0]
         city, region, postal, lat, lon = rng.choice(_CITIES.get(country, _CITIES["US"]))
-        factory = cls(institution.currency, (city, region, postal, lat, lon, country), {}, {})
+        place = (city, region, postal, lat, lon, country)
+        factory = cls(institution.currency, place, {}, {}, id_salt)
         for account in accounts:
             factory.add_account(account, rng)
         return factory
@@ -194,7 +212,7 @@ class TransactionFactory:
             "authorized_date": (day - timedelta(days=authorized_lag)).isoformat(),
             "date": day.isoformat(),
             "pending": pending,
-            "transaction_id": plaid_id(rng),
+            "transaction_id": plaid_id(rng, self.id_salt),
         }
 
     def post(self, rng: random.Random, pending: dict[str, Any], day: date) -> dict[str, Any]:
@@ -209,7 +227,7 @@ class TransactionFactory:
             "date": max(day, date.fromisoformat(pending["date"])).isoformat(),
             "pending": False,
             "pending_transaction_id": pending["transaction_id"],
-            "transaction_id": plaid_id(rng),
+            "transaction_id": plaid_id(rng, self.id_salt),
         }
 
     def modify(self, rng: random.Random, txn: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +256,7 @@ _ACTIVITY = {"checking": 6.0, "credit card": 3.0, "savings": 0.6, "money market"
 
 
 def make_account(
-    rng: random.Random, institution: Institution, subtype: str, number: int
+    rng: random.Random, institution: Institution, subtype: str, number: int, id_salt: bytes = b""
 ) -> dict[str, Any]:
     """An `AccountBase` object; `number` distinguishes two accounts of the same subtype."""
     account_type, name, official = _ACCOUNT_KINDS[subtype]
@@ -259,7 +277,7 @@ def make_account(
         }
     )
     return {
-        "account_id": plaid_id(rng),
+        "account_id": plaid_id(rng, id_salt),
         "balances": balances,
         "mask": f"{rng.randrange(10_000):04d}",
         "name": f"{institution.short_name} {name}{suffix}",
@@ -285,11 +303,18 @@ def item_rng(seed: int, index: int, purpose: str) -> random.Random:
 
 
 def generate_item(
-    seed: int, index: int, institution: Institution, count: int, today: date
+    seed: int,
+    index: int,
+    institution: Institution,
+    count: int,
+    today: date,
+    *,
+    id_salt: bytes = b"",
 ) -> ItemData:
     """Accounts (2-4) and `count` transactions over the last ~2 years, a few recent ones pending.
 
     Pure and deterministic in its arguments; 100,000 transactions take well under two seconds.
+    `id_salt` changes the account and transaction ids only, never the data.
     """
     rng = item_rng(seed, index, "history")
     subtypes = ["checking"]
@@ -301,8 +326,8 @@ def generate_item(
         subtypes.append("savings")
     if rng.random() < 0.3:
         subtypes.append("money market" if "savings" in subtypes else "savings")
-    accounts = [make_account(rng, institution, subtype, 1) for subtype in subtypes]
-    factory = TransactionFactory.for_item(rng, institution, accounts)
+    accounts = [make_account(rng, institution, subtype, 1, id_salt) for subtype in subtypes]
+    factory = TransactionFactory.for_item(rng, institution, accounts, id_salt)
 
     account_ids = [account["account_id"] for account in accounts]
     weights = [_ACTIVITY[account["subtype"]] for account in accounts]

@@ -107,6 +107,29 @@ CATALOGUE: dict[str, ErrorKind] = {
             ),
             "ITEM_NOT_SUPPORTED": ("this item is not supported by plaid", None),
             "PRODUCTS_NOT_SUPPORTED": ("the item does not support the requested products", None),
+            "INVALID_UPDATED_USERNAME": (
+                "the username entered in update mode does not match the one the item was "
+                "created with",
+                "Enter your bank username again. If you changed it recently, connect the "
+                "account again.",
+            ),
+            "INVALID_SEND_METHOD": (
+                "the institution did not accept the method chosen to send the MFA code",
+                None,
+            ),
+            "ACCESS_NOT_GRANTED": (
+                "the user did not grant the permissions this item needs",
+                "This app needs access to your account. Grant access and try again.",
+            ),
+            "USER_SETUP_REQUIRED": (
+                "the account is not fully set up. prompt the user to finish the setup on the "
+                "institution's site",
+                "Your account is not fully set up. Finish the setup on your bank's website.",
+            ),
+            "PASSWORD_RESET_REQUIRED": (
+                "the user must reset their password at the institution",
+                "Reset your password on your bank's website, then try again.",
+            ),
         },
     ),
     **_kinds(
@@ -187,13 +210,21 @@ CATALOGUE: dict[str, ErrorKind] = {
         None,
         "transactions",
     ),
-    "RECAPTCHA_REQUIRED": ErrorKind(
+    **_kinds(
         "RECAPTCHA_ERROR",
         400,
-        "this request requires additional verification. please resubmit the request after "
-        "completing the reCAPTCHA",
-        "Please complete the verification to continue.",
         "recaptcha",
+        {
+            "RECAPTCHA_REQUIRED": (
+                "this request requires additional verification. please resubmit the request "
+                "after completing the reCAPTCHA",
+                "Please complete the verification to continue.",
+            ),
+            "RECAPTCHA_BAD": (
+                "the reCAPTCHA challenge response was not accepted",
+                "The verification did not succeed. Please try again.",
+            ),
+        },
     ),
 }
 
@@ -260,6 +291,23 @@ def fault_error(code: str, endpoint: str) -> PlaidAPIError:
     """The error an injected fault produces; RATE_LIMIT_EXCEEDED becomes the endpoint's code."""
     if code == "RATE_LIMIT_EXCEEDED":
         code = RATE_LIMIT_CODES.get(endpoint, "RATE_LIMIT")
+    return PlaidAPIError(code)
+
+
+SANDBOX_ERROR_PASSWORD_PREFIX = "error_"
+
+
+def sandbox_password_error(password: str | None) -> PlaidAPIError | None:
+    """The error a Sandbox password `error_<CODE>` asks for, None for any other password.
+
+    Any code of the catalogue works; an unknown one is refused naming the field, so a typo is not
+    mistaken for a successful link.
+    """
+    if not password or not password.startswith(SANDBOX_ERROR_PASSWORD_PREFIX):
+        return None
+    code = password.removeprefix(SANDBOX_ERROR_PASSWORD_PREFIX)
+    if code not in CATALOGUE:
+        return PlaidAPIError("INVALID_FIELD", f"override_password: unknown error code {code}")
     return PlaidAPIError(code)
 
 

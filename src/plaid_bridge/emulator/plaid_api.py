@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from plaid_bridge.emulator.errors import PlaidAPIError
+from plaid_bridge.emulator.errors import PlaidAPIError, sandbox_password_error
 from plaid_bridge.emulator.institutions import INSTITUTIONS
 from plaid_bridge.emulator.items import Item, iso
 from plaid_bridge.emulator.ledger import Cursor
@@ -141,6 +141,9 @@ async def sandbox_public_token_create(
     institution = INSTITUTIONS.get(req.institution_id)
     if institution is None:
         raise PlaidAPIError("INVALID_INSTITUTION")
+    failure = sandbox_password_error(req.options.override_password if req.options else None)
+    if failure is not None:
+        raise failure
     webhook = req.options.webhook if req.options else None
     item = await state.create_item(institution, req.initial_products, webhook)
     call.item = item

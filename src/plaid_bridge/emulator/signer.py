@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -44,6 +44,40 @@ class KeyRing:
         key = _Key(str(uuid.uuid4()), ec.generate_private_key(ec.SECP256R1()), int(time.time()))
         self._keys[key.kid] = key
         return key
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys (private ones included: this is a test double's own signing key)."""
+        return {
+            "current": self._current.kid,
+            "keys": [
+                {
+                    "kid": key.kid,
+                    "pem": key.private_key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    ).decode(),
+                    "createdAt": key.created_at,
+                    "expiredAt": key.expired_at,
+                }
+                for key in self._keys.values()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KeyRing:
+        """The ring `to_dict` described; ValueError if a key is not a P-256 private key."""
+        ring = cls.__new__(cls)
+        ring._keys = {}
+        for entry in data["keys"]:
+            private_key = serialization.load_pem_private_key(entry["pem"].encode(), password=None)
+            if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"webhook key {entry['kid']} is not an EC key")
+            ring._keys[entry["kid"]] = _Key(
+                entry["kid"], private_key, entry["createdAt"], entry["expiredAt"]
+            )
+        ring._current = ring._keys[data["current"]]
+        return ring
 
     @property
     def current_kid(self) -> str:

@@ -3,15 +3,22 @@
 All mutation happens on the server's event loop (handlers never await between reading and
 writing shared state, except around the history generation of a new Item, which is pure and
 runs in a worker thread), so no locks are needed.
+
+Ids and tokens are unique to the instance: a random salt, drawn when the state is created (or
+reset) and kept by `snapshot`, is mixed into every id while the data stays a function of the seed.
+`snapshot` and `restore` carry what is worth keeping across a restart; faults and the call log
+are a test's scaffolding and are not kept.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import string
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -19,12 +26,12 @@ from typing import Any, Literal
 import anyio.to_thread
 
 from plaid_bridge.emulator.config import EmulatorConfig
-from plaid_bridge.emulator.data import generate_item, item_rng, plaid_id, plaid_uuid
+from plaid_bridge.emulator.data import item_rng, plaid_id, plaid_uuid
 from plaid_bridge.emulator.errors import PlaidAPIError, item_error
 from plaid_bridge.emulator.faults import FaultRegistry
 from plaid_bridge.emulator.institutions import Institution
 from plaid_bridge.emulator.items import Item, iso
-from plaid_bridge.emulator.ledger import CursorCodec, Ledger
+from plaid_bridge.emulator.ledger import CursorCodec
 from plaid_bridge.emulator.signer import KeyRing
 from plaid_bridge.emulator.webhooks import WebhookSender
 
@@ -51,6 +58,27 @@ class LinkToken:
     products: list[str]
     webhook: str | None
     account_selection_enabled: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "expiration": self.expiration.isoformat(),
+            "itemId": self.item_id,
+            "products": list(self.products),
+            "webhook": self.webhook,
+            "accountSelectionEnabled": self.account_selection_enabled,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinkToken:
+        return cls(
+            token=data["token"],
+            expiration=datetime.fromisoformat(data["expiration"]),
+            item_id=data["itemId"],
+            products=list(data["products"]),
+            webhook=data["webhook"],
+            account_selection_enabled=data["accountSelectionEnabled"],
+        )
 
 
 LinkMode = Literal["new", "update"]
@@ -95,6 +123,29 @@ class PublicToken:
     expiration: datetime
     used: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "itemId": self.item_id,
+            "expiration": self.expiration.isoformat(),
+            "used": self.used,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PublicToken:
+        return cls(
+            data["token"], data["itemId"], datetime.fromisoformat(data["expiration"]), data["used"]
+        )
+
+
+def _unexpired(tokens: dict[str, Any], now: datetime) -> dict[str, dict[str, Any]]:
+    """`to_dict` of each token that has not expired (expired ones are never accepted again)."""
+    return {key: token.to_dict() for key, token in tokens.items() if token.expiration > now}
+
+
+def _cursor_codec(salt: bytes) -> CursorCodec:
+    return CursorCodec(hashlib.sha256(b"emulator-cursor:" + salt).digest())
+
 
 class EmulatorState:
     """The emulator's memory and the operations that change it."""
@@ -104,10 +155,10 @@ class EmulatorState:
         self.today = config.today or datetime.now(UTC).date()
         self.keys = KeyRing()
         self.webhooks = WebhookSender(self.keys)
+        self.webhooks.on_record = self.mark_changed
         self.faults = FaultRegistry()
-        self.cursors = CursorCodec(
-            hashlib.sha256(f"emulator-cursor:{config.seed}".encode()).digest()
-        )
+        self.id_salt = secrets.token_bytes(16)
+        self.cursors = _cursor_codec(self.id_salt)
         self.items: dict[str, Item] = {}
         self.by_token: dict[str, Item] = {}
         self.public_tokens: dict[str, PublicToken] = {}
@@ -115,9 +166,16 @@ class EmulatorState:
         self.link_sessions: dict[str, LinkSession] = {}
         self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_CALLS)
         self._next_index = 0
+        # Set by the state saver; called after anything that `snapshot` would show changed.
+        self.on_change: Callable[[], None] | None = None
+
+    def mark_changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def reset(self) -> None:
-        """Forget every Item, token, fault, call and webhook; the next Item is index 0 again."""
+        """Forget every Item, token, fault, call and webhook; the next Item is index 0 again,
+        under a new id salt, so no id or token of before the reset is ever handed out again."""
         self.items.clear()
         self.by_token.clear()
         self.public_tokens.clear()
@@ -127,6 +185,44 @@ class EmulatorState:
         self.faults.clear()
         self.webhooks.clear()
         self._next_index = 0
+        self.id_salt = secrets.token_bytes(16)
+        self.cursors = _cursor_codec(self.id_salt)
+
+    # ---- persistence ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a restart keeps, as JSON-ready data (no transactions: see `Item.to_dict`).
+
+        Built on the event loop from copies, so it can be encoded and written elsewhere.
+        """
+        now = datetime.now(UTC)
+        return {
+            "idSalt": base64.b64encode(self.id_salt).decode(),
+            "nextIndex": self._next_index,
+            "webhookKeys": self.keys.to_dict(),
+            "items": [item.to_dict() for item in self.items.values()],
+            "publicTokens": _unexpired(self.public_tokens, now),
+            "linkTokens": _unexpired(self.link_tokens, now),
+            "webhooks": self.webhooks.records(),
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take over a `snapshot`; raises KeyError, TypeError or ValueError on a bad one."""
+        self.id_salt = base64.b64decode(data["idSalt"], validate=True)
+        self.cursors = _cursor_codec(self.id_salt)
+        self._next_index = int(data["nextIndex"])
+        self.keys = KeyRing.from_dict(data["webhookKeys"])
+        self.webhooks.use_keys(self.keys)
+        items = [Item.from_dict(entry, id_salt=self.id_salt) for entry in data["items"]]
+        self.items = {item.item_id: item for item in items}
+        self.by_token = {item.access_token: item for item in items if item.exchanged}
+        self.public_tokens = {
+            key: PublicToken.from_dict(value) for key, value in data["publicTokens"].items()
+        }
+        self.link_tokens = {
+            key: LinkToken.from_dict(value) for key, value in data["linkTokens"].items()
+        }
+        self.webhooks.restore(list(data["webhooks"]))
 
     # ---- Items and tokens ---------------------------------------------------------------
 
@@ -139,30 +235,23 @@ class EmulatorState:
         """
         index = self._next_index
         self._next_index += 1
+        salt = self.id_salt
 
         def build() -> Item:
             ids = item_rng(self.config.seed, index, "ids")
-            environment = self.config.environment
-            data = generate_item(
-                self.config.seed, index, institution, self.config.transactions, self.today
-            )
-            item = Item(
-                item_id=plaid_id(ids),
-                access_token=f"access-{environment}-{plaid_uuid(ids)}",
+            return Item.generate(
+                item_id=plaid_id(ids, salt),
+                access_token=f"access-{self.config.environment}-{plaid_uuid(ids, salt)}",
                 index=index,
                 seed=self.config.seed,
+                id_salt=salt,
                 institution=institution,
-                products=list(dict.fromkeys(products)),
-                webhook=webhook or None,
-                accounts=data.accounts,
-                ledger=Ledger(),
-                factory=data.factory,
+                products=products,
+                webhook=webhook,
+                history_size=self.config.transactions,
                 today=self.today,
                 created_at=datetime.now(UTC),
             )
-            item.load_history(data.transactions)
-            item.last_successful_update = item.created_at
-            return item
 
         if self.config.transactions >= _THREAD_THRESHOLD:
             item = await anyio.to_thread.run_sync(build)
@@ -173,7 +262,7 @@ class EmulatorState:
 
     def issue_public_token(self, item: Item) -> str:
         """A public token for `item` that `exchange` accepts once within 30 minutes."""
-        token = f"public-{self.config.environment}-{plaid_uuid(item.rng('public-token'))}"
+        token = f"public-{self.config.environment}-{uuid.uuid4()}"
         self.public_tokens[token] = PublicToken(
             token, item.item_id, datetime.now(UTC) + PUBLIC_TOKEN_LIFETIME
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,12 @@ class WebhookSender:
         self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        # Called after each recorded delivery (the state saver listens).
+        self.on_record: Callable[[], None] = _nothing
+
+    def use_keys(self, keys: KeyRing) -> None:
+        """Sign with `keys` from now on (a restored state's)."""
+        self._keys = keys
 
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -47,6 +54,7 @@ class WebhookSender:
         """POST several webhooks concurrently; they are recorded in the order given."""
         records = await asyncio.gather(*(self._send(url, payload) for url, payload in batch))
         self._log.extend(records)
+        self.on_record()
         return list(records)
 
     def deliver_in_background(self, url: str, payload: dict[str, Any]) -> None:
@@ -59,6 +67,7 @@ class WebhookSender:
         self._in_flight.discard(task)
         if not task.cancelled():
             self._log.append(task.result())
+            self.on_record()
 
     async def drain(self) -> None:
         """Wait until every background delivery started so far has finished."""
@@ -105,6 +114,10 @@ class WebhookSender:
     def clear(self) -> None:
         self._log.clear()
 
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Take back the deliveries a saved state recorded (they stay first in the log)."""
+        self._log[:0] = records
+
     async def cancel_in_flight(self) -> None:
         """Abandon background deliveries (they are not recorded)."""
         for task in list(self._in_flight):
@@ -118,3 +131,7 @@ class WebhookSender:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _nothing() -> None:
+    return None

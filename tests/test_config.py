@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from plaid_bridge.config import DEV_JWT_SECRET, ConfigError, Settings, load_settings
+from plaid_bridge.security.auth import Role, TokenVerifier
 
 CLEAN_ENV = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
 
@@ -218,6 +219,28 @@ def test_dev_token_and_db_upgrade_work_offline(tmp_path: Path) -> None:
     )
     assert token.returncode == 0, token.stderr
     assert token.stdout.count(".") == 2
+    verifier = TokenVerifier.from_settings(load_settings(_env_file=None))
+    assert verifier.verify(token.stdout.strip()).role is Role.ADMIN
     upgrade = run_cli("db", "upgrade", env={}, cwd=tmp_path)
     assert upgrade.returncode == 0, upgrade.stderr
     assert (tmp_path / "var" / "plaid_bridge.db").exists()
+
+
+@pytest.mark.parametrize("spelled", ["admin", "Admin", "ADMIN"])
+def test_dev_token_roles_are_case_insensitive(tmp_path: Path, spelled: str) -> None:
+    token = run_cli(
+        "dev-token", "--user", "u", "--org", "o", "--role", spelled, env={}, cwd=tmp_path
+    )
+    assert token.returncode == 0, token.stderr
+    principal = TokenVerifier.from_settings(load_settings(_env_file=None)).verify(
+        token.stdout.strip()
+    )
+    assert principal.role is Role.ADMIN
+
+
+def test_dev_token_refuses_an_unknown_role(tmp_path: Path) -> None:
+    token = run_cli(
+        "dev-token", "--user", "u", "--org", "o", "--role", "boss", env={}, cwd=tmp_path
+    )
+    assert token.returncode == 2
+    assert "invalid choice: 'BOSS'" in token.stderr

@@ -336,7 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--org", required=True)
     token.add_argument(
-        "--role", default="OWNER", choices=["OWNER", "ADMIN", "MANAGER", "MEMBER", "VIEWER"]
+        "--role",
+        default="OWNER",
+        type=str.upper,  # as the service reads the claim: `admin` is ADMIN
+        choices=["OWNER", "ADMIN", "MANAGER", "MEMBER", "VIEWER"],
     )
 
     add("worker", _worker, "process webhooks and syncs until SIGTERM (WORKER_MODE=external)")

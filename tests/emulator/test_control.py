@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from tests.emulator.plaid_http import PlaidHTTP
+from tests.emulator.receiver import WebhookReceiver
 
 
 def test_reset_forgets_items_calls_and_faults(plaid: PlaidHTTP) -> None:
@@ -57,3 +61,51 @@ def test_calls_filter_by_endpoint_and_item(plaid: PlaidHTTP) -> None:
     )
     assert by_item["count"] == 2
     assert {call["itemId"] for call in by_item["calls"]} == {one.item_id}
+
+
+def _last_delivery(receiver: WebhookReceiver) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(receiver.deliveries[-1].body)
+    return body
+
+
+def test_reset_login_and_fire_webhook_by_item_id(
+    plaid: PlaidHTTP, receiver: WebhookReceiver
+) -> None:
+    item = plaid.link_item(webhook=receiver.url)
+
+    reset = plaid.control("POST", f"/emulator/items/{item.item_id}/reset-login")
+    assert reset == {"itemId": item.item_id, "resetLogin": True}
+    body = _last_delivery(receiver)
+    assert (body["webhook_type"], body["webhook_code"]) == ("ITEM", "ERROR")
+    assert body["error"]["error_code"] == "ITEM_LOGIN_REQUIRED"
+    refused = plaid.post("/accounts/get", {"access_token": item.access_token})
+    assert refused.json()["error_code"] == "ITEM_LOGIN_REQUIRED"
+
+    fired = plaid.control(
+        "POST",
+        f"/emulator/items/{item.item_id}/fire-webhook",
+        json={"webhookCode": "LOGIN_REPAIRED", "webhookType": "ITEM"},
+    )
+    assert fired == {"itemId": item.item_id, "webhookFired": True}
+    assert _last_delivery(receiver)["webhook_code"] == "LOGIN_REPAIRED"
+    plaid.ok("/accounts/get", {"access_token": item.access_token})
+
+
+def test_reset_login_and_fire_webhook_refuse_unknown_items_and_codes(plaid: PlaidHTTP) -> None:
+    item = plaid.link_item()
+    for path in ("/emulator/items/nope/reset-login", "/emulator/items/nope/fire-webhook"):
+        response = plaid.client.post(path, json={"webhookCode": "ERROR"})
+        assert response.status_code == 404, response.text
+        assert response.json()["error_code"] == "ITEM_NOT_FOUND"
+    fire = f"/emulator/items/{item.item_id}/fire-webhook"
+    for body, field in (
+        ({"webhookCode": "NOT_A_CODE"}, "webhook_code"),
+        ({"webhookCode": "ERROR", "webhookType": "TRANSACTIONS"}, "webhook_type"),
+        ({}, "webhookCode"),
+    ):
+        response = plaid.client.post(fire, json=body)
+        assert response.status_code == 400, response.text
+        assert field in response.json()["error_message"], response.text
+    plaid.ok("/item/remove", {"access_token": item.access_token})
+    gone = plaid.client.post(f"/emulator/items/{item.item_id}/reset-login")
+    assert gone.json()["error_code"] == "ITEM_NOT_FOUND"

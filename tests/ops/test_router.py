@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ async def test_healthz_and_readyz(api: Api) -> None:
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ready"
+
+
+async def test_readyz_logs_nothing_of_alembic(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(2):
+            assert (await api.client.get("/readyz")).status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
 
 
 async def test_readyz_is_503_before_migrations(api: Api, tmp_path: Path) -> None:

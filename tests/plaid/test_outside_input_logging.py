@@ -51,3 +51,25 @@ async def test_an_unknown_webhook_key_is_a_warning_and_bad_keys_an_error(
         (logging.WARNING, "INVALID_WEBHOOK_VERIFICATION_KEY_ID"),
         (logging.ERROR, "INVALID_API_KEYS"),
     ]
+
+
+async def test_a_public_token_used_twice_is_a_client_mistake_not_ours(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    public_token = await api.public_token()
+    body = {"publicToken": public_token}
+    first = await api.client.post(
+        "/api/v1/plaid/exchange-token", json=body, headers=api.auth(role="MEMBER")
+    )
+    assert first.status_code == 201, first.text
+    with caplog.at_level(logging.INFO, logger="plaid_bridge"):
+        again = await api.client.post(
+            "/api/v1/plaid/exchange-token", json=body, headers=api.auth(role="MEMBER")
+        )
+
+    assert again.status_code == 400, again.text
+    assert again.json()["error"]["code"] == "INVALID_PUBLIC_TOKEN"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert {r.levelno for r in caplog.records if r.__dict__.get("event") == "plaid.call"} == {
+        logging.WARNING
+    }

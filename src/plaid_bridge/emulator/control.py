@@ -24,7 +24,14 @@ from plaid_bridge.emulator.link.sessions import (
     live_token,
     repair_linked_item,
 )
-from plaid_bridge.emulator.requests import AdvanceRequest, FaultCreate, LinkCompleteRequest, parse
+from plaid_bridge.emulator.plaid_api import fire, fire_webhook
+from plaid_bridge.emulator.requests import (
+    AdvanceRequest,
+    FaultCreate,
+    FireWebhookControl,
+    LinkCompleteRequest,
+    parse,
+)
 from plaid_bridge.emulator.state import EmulatorState, request_id
 
 ControlHandler = Callable[[Request], Awaitable[Response]]
@@ -220,6 +227,25 @@ class Control:
         await self.state.send((item, payload))
         return JSONResponse({"itemId": item.item_id, "repaired": repaired})
 
+    async def reset_login(self, request: Request) -> Response:
+        """/sandbox/item/reset_login by item id: ITEM_LOGIN_REQUIRED and its ITEM/ERROR webhook."""
+        item = self._live_item(request.path_params["item_id"])
+        await self.state.send((item, fire(self.state, item, "ERROR")))
+        return JSONResponse({"itemId": item.item_id, "resetLogin": True})
+
+    async def fire_webhook(self, request: Request) -> Response:
+        """/sandbox/item/fire_webhook by item id (`{webhookCode, webhookType?}`)."""
+        item = self._live_item(request.path_params["item_id"])
+        req = parse(FireWebhookControl, await _body(request))
+        await fire_webhook(self.state, item, req.webhook_code, req.webhook_type)
+        return JSONResponse({"itemId": item.item_id, "webhookFired": True})
+
+    def _live_item(self, item_id: str) -> Item:
+        item = self._item(item_id)
+        if item.removed:
+            raise PlaidAPIError("ITEM_NOT_FOUND", f"item {item_id} was removed", status=404)
+        return item
+
     async def reset(self, _request: Request) -> Response:
         """Forget all Items, faults, calls and webhooks (the seed stays)."""
         await self.state.webhooks.cancel_in_flight()
@@ -245,6 +271,8 @@ def control_routes(state: EmulatorState) -> list[Route]:
         ("/emulator/calls", c.calls, "GET"),
         ("/emulator/items", c.items, "GET"),
         ("/emulator/items/{item_id}/repair", c.repair, "POST"),
+        ("/emulator/items/{item_id}/reset-login", c.reset_login, "POST"),
+        ("/emulator/items/{item_id}/fire-webhook", c.fire_webhook, "POST"),
         ("/emulator/link/complete", c.link_complete, "POST"),
         ("/emulator/reset", c.reset, "POST"),
         ("/emulator/webhook-keys/rotate", c.rotate_keys, "POST"),

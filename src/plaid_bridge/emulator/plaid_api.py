@@ -403,18 +403,24 @@ def fire(state: EmulatorState, item: Item, code: str) -> dict[str, Any]:
     return state.webhook_payload(item, kind, code, account_id=account["account_id"])
 
 
+async def fire_webhook(
+    state: EmulatorState, item: Item, webhook_code: str, webhook_type: str | None
+) -> None:
+    """/sandbox/item/fire_webhook's work: check the code (and type), change the Item, send."""
+    expected = WEBHOOK_TYPES.get(webhook_code)
+    if expected is None:
+        raise PlaidAPIError("INVALID_FIELD", f"webhook_code: {webhook_code!r} is not supported")
+    if webhook_type is not None and webhook_type != expected:
+        raise PlaidAPIError(
+            "INVALID_FIELD", f"webhook_type: {webhook_code} is a {expected} webhook"
+        )
+    await state.send((item, fire(state, item, webhook_code)))
+
+
 async def sandbox_item_fire_webhook(
     state: EmulatorState, call: Call, req: FireWebhookRequest
 ) -> dict[str, Any]:
-    item = call.item_required
-    expected = WEBHOOK_TYPES.get(req.webhook_code)
-    if expected is None:
-        raise PlaidAPIError("INVALID_FIELD", f"webhook_code: {req.webhook_code!r} is not supported")
-    if req.webhook_type is not None and req.webhook_type != expected:
-        raise PlaidAPIError(
-            "INVALID_FIELD", f"webhook_type: {req.webhook_code} is a {expected} webhook"
-        )
-    await state.send((item, fire(state, item, req.webhook_code)))
+    await fire_webhook(state, call.item_required, req.webhook_code, req.webhook_type)
     return {"webhook_fired": True}
 
 

@@ -227,3 +227,8 @@ def parse(model: type[M], payload: dict[str, Any]) -> M:
         return model.model_validate(payload)
     except ValidationError as error:
         raise as_plaid_error(error) from None
+
+
+class FireWebhookControl(_Control):
+    webhook_code: str
+    webhook_type: str | None = None

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from plaid_bridge.activity.audit import AuditLog
@@ -68,9 +68,23 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+VERSION_TABLE = "alembic_version"
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at (None before the first migration)."""
+    """The revision the database is at (None before the first migration).
+
+    Read straight from Alembic's version table: the readiness probe asks on every call, and
+    Alembic's own MigrationContext logs two INFO lines each time it is set up.
+    """
     async with engine.connect() as connection:
-        return await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
-        )
+        return await connection.run_sync(_read_revision)
+
+
+def _read_revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    heads = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(heads) > 1:
+        raise RuntimeError(f"the database has several migration heads: {', '.join(heads)}")
+    return heads[0] if heads else None

@@ -1,4 +1,5 @@
-"""The webhook endpoint (verify, store, answer 200 fast) and the admin's replay of a webhook.
+"""The webhook endpoint (verify, store, answer 200 fast), and the admin's list and replay of
+stored webhooks.
 
 The endpoint does no processing: a verified delivery becomes an inbox row in one short
 transaction and the worker takes it from there (SPEC §5b). Rejections are cheap and come first:
@@ -8,16 +9,19 @@ size, then the signature, all before any database work.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.requests import ClientDisconnect
 
-from plaid_bridge.dependencies import Admin, ServicesDep, per_user_limit
+from plaid_bridge.api.schemas import CamelModel
+from plaid_bridge.dependencies import Admin, ServicesDep, SessionDep, per_user_limit
 from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.webhook_verify import VerifiedWebhook, WebhookVerificationError
-from plaid_bridge.webhooks import intake
+from plaid_bridge.webhooks import intake, listing
+from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENT_ID = 2**63 - 1
@@ -122,3 +126,54 @@ async def replay_webhook(
         await intake.replay(session, caller, event_id)
     _wake_worker(request)
     return {"replayed": True, "eventId": event_id}
+
+
+class InboxRow(CamelModel):
+    """One stored webhook as the inbox holds it (the body stays in the database)."""
+
+    id: int
+    type: str | None
+    code: str | None
+    item_id: str | None
+    status: InboxStatus
+    attempts: int
+    received_at: datetime
+    last_error: str | None
+
+    @classmethod
+    def of(cls, event: WebhookEvent) -> InboxRow:
+        return cls(
+            id=event.id,
+            type=event.webhook_type,
+            code=event.webhook_code,
+            item_id=event.item_id,
+            status=InboxStatus(event.status),
+            attempts=event.attempts,
+            received_at=event.received_at,
+            last_error=event.last_error,
+        )
+
+
+class InboxPage(CamelModel):
+    webhooks: list[InboxRow]
+    next_after: int | None
+
+
+@router.get("/webhooks", response_model=InboxPage, dependencies=[per_user_limit])
+async def list_webhooks(
+    caller: Admin,
+    session: SessionDep,
+    status: Annotated[InboxStatus | None, Query()] = None,
+    item_id: Annotated[str | None, Query(alias="itemId", max_length=128)] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> InboxPage:
+    """Stored webhooks of the org's Items, oldest first, after the given id (to find one to
+    replay: `?status=FAILED`)."""
+    rows = await listing.org_events(
+        session, caller.org_id, status=status, item_id=item_id, after=after, limit=limit
+    )
+    return InboxPage(
+        webhooks=[InboxRow.of(row) for row in rows],
+        next_after=rows[-1].id if len(rows) == limit else None,
+    )

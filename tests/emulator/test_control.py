@@ -1,8 +1,12 @@
-"""Control endpoints: reset, Item listing, balances that move, and the call log's filters."""
+"""Control endpoints: reset, Item listing, balances that move, the call log's filters, reset
+login by Item id, and CORS for pages on loopback."""
 
 from __future__ import annotations
 
+import json
+
 from tests.emulator.plaid_http import PlaidHTTP
+from tests.emulator.receiver import WebhookReceiver
 
 
 def test_reset_forgets_items_calls_and_faults(plaid: PlaidHTTP) -> None:
@@ -57,3 +61,48 @@ def test_calls_filter_by_endpoint_and_item(plaid: PlaidHTTP) -> None:
     )
     assert by_item["count"] == 2
     assert {call["itemId"] for call in by_item["calls"]} == {one.item_id}
+
+
+def test_reset_login_by_item_id_breaks_the_item_and_fires_item_error(
+    plaid: PlaidHTTP, receiver: WebhookReceiver
+) -> None:
+    item = plaid.link_item(webhook=receiver.url)
+    broken = plaid.control("POST", f"/emulator/items/{item.item_id}/reset-login")
+    assert broken == {"itemId": item.item_id, "errorCode": "ITEM_LOGIN_REQUIRED"}
+    [hook] = receiver.deliveries
+    body = json.loads(hook.body)
+    assert (body["webhook_type"], body["webhook_code"]) == ("ITEM", "ERROR")
+    assert body["error"]["error_code"] == "ITEM_LOGIN_REQUIRED"
+    item_now = plaid.ok("/item/get", {"access_token": item.access_token})["item"]
+    assert item_now["error"]["error_code"] == "ITEM_LOGIN_REQUIRED"
+
+    unknown = plaid.client.post("/emulator/items/no-such-item/reset-login")
+    assert unknown.status_code == 404
+    assert unknown.json()["error_code"] == "ITEM_NOT_FOUND"
+    plaid.ok("/item/remove", {"access_token": item.access_token})
+    removed = plaid.client.post(f"/emulator/items/{item.item_id}/reset-login")
+    assert removed.status_code == 404
+
+
+def test_control_routes_answer_browsers_on_loopback_only(plaid: PlaidHTTP) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    for origin in ("http://127.0.0.1:8000", "http://localhost:3000", "http://[::1]:8000"):
+        allowed = plaid.client.options(
+            "/emulator/items/x/reset-login", headers={"Origin": origin, **preflight}
+        )
+        assert allowed.status_code == 200, origin
+        assert allowed.headers["access-control-allow-origin"] == origin
+        listed = plaid.client.get("/emulator/items", headers={"Origin": origin})
+        assert listed.headers["access-control-allow-origin"] == origin
+    for origin in ("https://example.com", "http://127.0.0.1.example.com:8000"):
+        refused = plaid.client.options(
+            "/emulator/items/x/reset-login", headers={"Origin": origin, **preflight}
+        )
+        assert refused.status_code == 400, origin
+        assert "access-control-allow-origin" not in refused.headers
+    # Plaid's API itself is not for browsers, as Plaid's is not.
+    api = plaid.client.post("/item/get", json={}, headers={"Origin": "http://127.0.0.1:8000"})
+    assert "access-control-allow-origin" not in api.headers

@@ -24,6 +24,7 @@ from plaid_bridge.emulator.link.sessions import (
     live_token,
     repair_linked_item,
 )
+from plaid_bridge.emulator.plaid_api import fire
 from plaid_bridge.emulator.requests import AdvanceRequest, FaultCreate, LinkCompleteRequest, parse
 from plaid_bridge.emulator.state import EmulatorState, request_id
 
@@ -220,6 +221,16 @@ class Control:
         await self.state.send((item, payload))
         return JSONResponse({"itemId": item.item_id, "repaired": repaired})
 
+    async def reset_login(self, request: Request) -> Response:
+        """Put the Item in ITEM_LOGIN_REQUIRED and fire ITEM/ERROR, as /sandbox/item/reset_login
+        does, by Item id: a demo page or a frontend test holds no access token."""
+        item = self._item(request.path_params["item_id"])
+        if item.removed:
+            raise PlaidAPIError("ITEM_NOT_FOUND", f"removed item_id: {item.item_id}", status=404)
+        payload = fire(self.state, item, "ERROR")
+        await self.state.send((item, payload))
+        return JSONResponse({"itemId": item.item_id, "errorCode": payload["error"]["error_code"]})
+
     async def reset(self, _request: Request) -> Response:
         """Forget all Items, faults, calls and webhooks (the seed stays)."""
         await self.state.webhooks.cancel_in_flight()
@@ -245,6 +256,7 @@ def control_routes(state: EmulatorState) -> list[Route]:
         ("/emulator/calls", c.calls, "GET"),
         ("/emulator/items", c.items, "GET"),
         ("/emulator/items/{item_id}/repair", c.repair, "POST"),
+        ("/emulator/items/{item_id}/reset-login", c.reset_login, "POST"),
         ("/emulator/link/complete", c.link_complete, "POST"),
         ("/emulator/reset", c.reset, "POST"),
         ("/emulator/webhook-keys/rotate", c.rotate_keys, "POST"),

@@ -44,6 +44,7 @@ def state_view(state: EmulatorState) -> dict[str, Any]:
         "byToken": {token: item.item_id for token, item in state.by_token.items()},
         "publicTokens": {k: v.to_dict() for k, v in state.public_tokens.items()},
         "linkTokens": {k: v.to_dict() for k, v in state.link_tokens.items()},
+        "linkSessions": {k: v.to_dict() for k, v in state.link_sessions.items()},
         "webhooks": state.webhooks.records(),
         "keys": state.keys.to_dict(),
         "salt": state.id_salt,
@@ -120,6 +121,36 @@ def test_state_round_trips_through_the_file(tmp_path: Path) -> None:
         plaid = PlaidHTTP(server.url)
         assert sync_page(plaid, token, cursor) == before_page
         assert plaid.ledger(item_id) == before_ledger
+        plaid.close()
+
+
+def test_a_link_session_goes_on_after_a_restart(tmp_path: Path) -> None:
+    """A user half-way through Link when the emulator restarts finishes on the new one."""
+    path = tmp_path / "emulator.json"
+    config = EmulatorConfig(transactions=10, today=TODAY, state_path=path)
+    with EmulatorServer(config) as server:
+        plaid = PlaidHTTP(server.url)
+        token = plaid.ok("/link/token/create", link_token_body())["link_token"]
+        started = plaid.client.post("/link/session/start", json={"link_token": token})
+        session_id = started.json()["link_session_id"]
+        wrong = {
+            "link_session_id": session_id,
+            "institution_id": "ins_109508",
+            "username": "user_good",
+            "password": "wrong",
+        }
+        assert plaid.client.post("/link/session/credentials", json=wrong).status_code == 400
+        plaid.close()
+    with EmulatorServer(config) as server:
+        plaid = PlaidHTTP(server.url)
+        kept = plaid.control("GET", f"/emulator/link/sessions/{session_id}")
+        assert kept["errorCode"] == "INVALID_CREDENTIALS"
+        right = {**wrong, "password": "pass_good"}
+        assert plaid.client.post("/link/session/credentials", json=right).status_code == 200
+        finished = plaid.client.post("/link/session/finish", json={"link_session_id": session_id})
+        public_token = finished.json()["public_token"]
+        exchanged = plaid.ok("/item/public_token/exchange", {"public_token": public_token})
+        assert exchanged["item_id"]
         plaid.close()
 
 

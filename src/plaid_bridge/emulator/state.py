@@ -115,6 +115,45 @@ class LinkSession:
             "startedAt": self.started_at.isoformat().replace("+00:00", "Z"),
         }
 
+    @property
+    def expiration(self) -> datetime:
+        """A session is worth keeping as long as its link token could still be in use."""
+        return self.started_at + LINK_TOKEN_LIFETIME
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "linkSessionId": self.link_session_id,
+            "linkToken": self.link_token,
+            "mode": self.mode,
+            "startedAt": self.started_at.isoformat(),
+            "itemId": self.item_id,
+            "institutionId": self.institution_id,
+            "accountIds": list(self.account_ids),
+            "publicToken": self.public_token,
+            "errorCode": self.error_code,
+            "outcome": self.outcome,
+            "exitStatus": self.exit_status,
+            "finishedAt": None if self.finished_at is None else self.finished_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinkSession:
+        finished = data["finishedAt"]
+        return cls(
+            link_session_id=data["linkSessionId"],
+            link_token=data["linkToken"],
+            mode=data["mode"],
+            started_at=datetime.fromisoformat(data["startedAt"]),
+            item_id=data["itemId"],
+            institution_id=data["institutionId"],
+            account_ids=list(data["accountIds"]),
+            public_token=data["publicToken"],
+            error_code=data["errorCode"],
+            outcome=data["outcome"],
+            exit_status=data["exitStatus"],
+            finished_at=None if finished is None else datetime.fromisoformat(finished),
+        )
+
 
 @dataclass(slots=True)
 class PublicToken:
@@ -203,6 +242,7 @@ class EmulatorState:
             "items": [item.to_dict() for item in self.items.values()],
             "publicTokens": _unexpired(self.public_tokens, now),
             "linkTokens": _unexpired(self.link_tokens, now),
+            "linkSessions": _unexpired(self.link_sessions, now),
             "webhooks": self.webhooks.records(),
         }
 
@@ -221,6 +261,9 @@ class EmulatorState:
         }
         self.link_tokens = {
             key: LinkToken.from_dict(value) for key, value in data["linkTokens"].items()
+        }
+        self.link_sessions = {
+            key: LinkSession.from_dict(value) for key, value in data.get("linkSessions", {}).items()
         }
         self.webhooks.restore(list(data["webhooks"]))
 

@@ -188,8 +188,11 @@ async def _json(request: Request) -> dict[str, Any]:
     return payload
 
 
-def _answer(handler: SessionHandler) -> Callable[[Request], Awaitable[Response]]:
-    """Give each call a request id, and render a Plaid error as the Link page expects it."""
+def _answer(
+    state: EmulatorState, handler: SessionHandler
+) -> Callable[[Request], Awaitable[Response]]:
+    """Give each call a request id, render a Plaid error as the Link page expects it, and mark
+    the state changed (every step, a failed login too, changes the session kept across restarts)."""
 
     @wraps(handler)
     async def wrapped(request: Request) -> Response:
@@ -206,6 +209,8 @@ def _answer(handler: SessionHandler) -> Callable[[Request], Awaitable[Response]]
                 },
                 status_code=error.status,
             )
+        finally:
+            state.mark_changed()
 
     return wrapped
 
@@ -215,9 +220,9 @@ def link_routes(state: EmulatorState) -> list[Route]:
     pages = LinkPages(state)
     return [
         Route(STATIC_PREFIX + "{name}", pages.asset, methods=["GET"]),
-        Route("/link/session/start", _answer(pages.start), methods=["POST"]),
-        Route("/link/session/credentials", _answer(pages.credentials), methods=["POST"]),
-        Route("/link/session/finish", _answer(pages.finish), methods=["POST"]),
-        Route("/link/session/exit", _answer(pages.exit), methods=["POST"]),
+        Route("/link/session/start", _answer(state, pages.start), methods=["POST"]),
+        Route("/link/session/credentials", _answer(state, pages.credentials), methods=["POST"]),
+        Route("/link/session/finish", _answer(state, pages.finish), methods=["POST"]),
+        Route("/link/session/exit", _answer(state, pages.exit), methods=["POST"]),
         Route("/emulator/link/sessions/{link_session_id}", pages.session, methods=["GET"]),
     ]

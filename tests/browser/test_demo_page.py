@@ -14,9 +14,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, ViewportSize, expect
+from playwright.sync_api import Request as PwRequest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route as HttpRoute
 
 from plaid_bridge.app import create_app
 from plaid_bridge.config import API_PREFIX, Settings
+from plaid_bridge.demo.page import asset, page_html
 from plaid_bridge.emulator import EmulatorServer
 from plaid_bridge.emulator.errors import CATALOGUE
 from plaid_bridge.security.auth import issue_dev_token
@@ -254,3 +260,123 @@ def docs_screenshot() -> Path:
     folder = SCREENSHOTS / "test_docs_render_offline_with_the_authorize_button"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / "01-docs.png"
+
+
+COOKIE_AUTH = "auth_cookie_name" in Settings.model_fields and "cors_allow_origins" in (
+    Settings.model_fields
+)
+
+
+def frontend_app(api_url: str, emulator_url: str) -> Starlette:
+    """The demo page served from another origin, as a frontend's dev server would serve it."""
+
+    async def index(_request: Request) -> HTMLResponse:
+        return HTMLResponse(page_html(emulator_url=emulator_url, api_base=api_url))
+
+    async def file(request: Request) -> Response:
+        found = asset(request.path_params["name"])
+        if found is None:
+            return Response(status_code=404)
+        return Response(found[0], media_type=found[1])
+
+    return Starlette(routes=[HttpRoute("/demo", index), HttpRoute("/demo/{name}", file)])
+
+
+@dataclass
+class CrossOrigin:
+    frontend: str  # http://localhost:<p1>: the page
+    api: str  # http://localhost:<p2>: the service (same site, another origin)
+
+
+@pytest.fixture
+def cross_origin(
+    database_url: str, link_emulator: EmulatorServer, tmp_path: Path
+) -> Iterator[CrossOrigin]:
+    with BackgroundServer() as api_server, BackgroundServer() as page_server:
+        frontend = f"http://localhost:{page_server.port}"
+        api = f"http://localhost:{api_server.port}"
+        settings = make_settings(
+            database_url=database_url,
+            plaid_api_host=link_emulator.url,
+            plaid_webhook_url=f"{api_server.url}{API_PREFIX}/webhook",
+            var_dir=tmp_path / "var",
+            auth_cookie_name="access_token",
+            cors_allow_origins=frontend,
+        )
+        api_server.serve(create_app(settings), name="plaid-bridge")
+        page_server.serve(frontend_app(api, link_emulator.url), name="frontend")
+        yield CrossOrigin(frontend, api)
+
+
+# A POST from the page with the cookies, with or without the double-submit header.
+_POST_FROM_PAGE = """async ([url, withHeader]) => {
+  const headers = {"Content-Type": "application/json"};
+  if (withHeader) {
+    const pair = document.cookie.split("; ").find((c) => c.startsWith("XSRF-TOKEN="));
+    headers["X-XSRF-TOKEN"] = decodeURIComponent(pair.slice("XSRF-TOKEN=".length));
+  }
+  const response = await fetch(url, {
+    method: "POST", credentials: "include", headers, body: "{}"
+  });
+  return [response.status, await response.json()];
+}"""
+
+
+@pytest.mark.skipif(
+    not COOKIE_AUTH,
+    reason="waits for cookie authentication and CORS (AUTH_COOKIE_NAME, CORS_ALLOW_ORIGINS)",
+)
+def test_cookie_authentication_from_another_origin(
+    page: Page, cross_origin: CrossOrigin, screenshot: Screenshot
+) -> None:
+    sent_to_api: list[PwRequest] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent_to_api.append(request) if request.url.startswith(cross_origin.api) else None
+        ),
+    )
+    page.set_viewport_size(TALL)
+    page.goto(f"{cross_origin.frontend}/demo")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    sign_in(page, auth="cookie")
+    cookies = {cookie["name"]: cookie for cookie in page.context.cookies(cross_origin.api)}
+    assert cookies["access_token"]["httpOnly"] is True
+    assert cookies["access_token"]["sameSite"] == "Lax"
+    assert cookies["XSRF-TOKEN"]["httpOnly"] is False
+
+    link_a_bank(page)
+    expect(page.get_by_test_id("connection-status")).to_have_text("ACTIVE")
+    screenshot("connected-by-cookie")
+    calls = [(r.method, r.url.removeprefix(cross_origin.api + API_PREFIX)) for r in sent_to_api]
+    assert ("POST", "/exchange-token") in calls
+    assert not [r for r in sent_to_api if "authorization" in r.headers]
+    unsafe = [r for r in sent_to_api if r.method == "POST" and "/dev/token" not in r.url]
+    assert len(unsafe) == 2  # create-link-token, exchange-token
+    assert all(r.headers.get("x-xsrf-token") for r in unsafe)
+
+    create = f"{cross_origin.api}{API_PREFIX}/create-link-token"
+    status, body = page.evaluate(_POST_FROM_PAGE, [create, False])
+    assert status == 403, body
+    status, body = page.evaluate(_POST_FROM_PAGE, [create, True])
+    assert status == 201, body
+    assert body["linkToken"]
+
+    preflight = httpx.options(
+        create,
+        headers={
+            "Origin": cross_origin.frontend,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-xsrf-token",
+        },
+        trust_env=False,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == cross_origin.frontend
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    stranger = httpx.options(
+        create,
+        headers={"Origin": "http://localhost:1", "Access-Control-Request-Method": "POST"},
+        trust_env=False,
+    )
+    assert "access-control-allow-origin" not in stranger.headers

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from plaid_bridge.app import create_app
-from plaid_bridge.config import API_PREFIX
+from plaid_bridge.config import API_PREFIX, Settings
 from plaid_bridge.security.auth import Role
 from tests.conftest import Api, make_settings
 
@@ -25,8 +25,9 @@ async def test_dev_token_is_a_jwt_the_service_accepts(api: Api) -> None:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"token", "tokenType", "expiresAt"}
-    assert body["tokenType"] == "Bearer"
+    assert set(body) == {"token", "tokenType", "cookieName", "expiresAt"}
+    assert (body["tokenType"], body["cookieName"]) == ("Bearer", None)
+    assert "set-cookie" not in response.headers
     principal = api.services.verifier.verify(body["token"])
     assert (principal.user_id, principal.org_id, principal.role) == ("u7", "o7", Role.MEMBER)
     assert datetime.fromisoformat(body["expiresAt"]).timestamp() > 0
@@ -51,6 +52,51 @@ async def test_dev_token_refuses_what_it_cannot_issue(api: Api, body: dict[str, 
     response = await api.client.post(TOKEN_PATH, json=body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+COOKIE_AUTH = "auth_cookie_name" in Settings.model_fields
+NO_COOKIE_AUTH = "cookie authentication (AUTH_COOKIE_NAME) is not in this build yet"
+
+
+@pytest.mark.skipif(COOKIE_AUTH, reason="AUTH_COOKIE_NAME is configurable in this build")
+async def test_dev_token_as_a_cookie_needs_cookie_authentication(api: Api) -> None:
+    response = await api.client.post(
+        TOKEN_PATH, json={"userId": "u1", "orgId": "o1", "cookie": True}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "COOKIE_AUTH_DISABLED"
+    assert "set-cookie" not in response.headers
+
+
+@pytest.mark.skipif(not COOKIE_AUTH, reason=NO_COOKIE_AUTH)
+async def test_dev_token_as_cookies(api: Api) -> None:
+    settings = api.services.settings
+    for cookie_name, expect_off in (("access_token", False), (None, True)):
+        api.use(settings.model_copy(update={"auth_cookie_name": cookie_name}))
+        response = await api.client.post(
+            TOKEN_PATH, json={"userId": "u1", "orgId": "o1", "cookie": True}
+        )
+        if expect_off:
+            assert response.status_code == 400
+            assert response.json()["error"]["code"] == "COOKIE_AUTH_DISABLED"
+            continue
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert (body["token"], body["tokenType"], body["cookieName"]) == (
+            None,
+            "Cookie",
+            "access_token",
+        )
+        cookies = {
+            line.split("=", 1)[0]: line.lower() for line in response.headers.get_list("set-cookie")
+        }
+        assert set(cookies) == {"access_token", "XSRF-TOKEN"}
+        assert "httponly" in cookies["access_token"]
+        assert "samesite=lax" in cookies["access_token"]
+        assert "httponly" not in cookies["XSRF-TOKEN"]
+        assert "samesite=lax" in cookies["XSRF-TOKEN"]
+        token = response.cookies["access_token"]
+        assert api.services.verifier.verify(token).user_id == "u1"
 
 
 async def test_the_page_points_at_the_configured_emulator(api: Api) -> None:

@@ -3,6 +3,8 @@ with. Outside emulator mode they are not mounted, so they answer 404 like any un
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -43,15 +45,24 @@ async def demo_asset(name: str) -> Response:
     return Response(body, media_type=media_type, headers=_PAGE_HEADERS)
 
 
+XSRF_COOKIE = "XSRF-TOKEN"
+
+
 class DevTokenRequest(CamelModel):
     user_id: str = Field(min_length=1, max_length=128)
     org_id: str = Field(min_length=1, max_length=128)
     role: Literal["OWNER", "ADMIN", "MANAGER", "MEMBER", "VIEWER"] = "OWNER"
+    cookie: bool = Field(
+        default=False,
+        description="Set the token as the AUTH_COOKIE_NAME cookie (HttpOnly, SameSite=Lax) with "
+        "an XSRF-TOKEN cookie for the double-submit header, instead of returning it.",
+    )
 
 
 class DevTokenResponse(CamelModel):
-    token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token: str | None = Field(description="The JWT; null when it was set as a cookie.")
+    token_type: Literal["Bearer", "Cookie"]
+    cookie_name: str | None = None
     expires_at: datetime
 
 
@@ -61,16 +72,46 @@ class DevTokenResponse(CamelModel):
     response_model=DevTokenResponse,
     summary="Issue a development token (emulator mode only)",
 )
-async def dev_token(body: DevTokenRequest, services: ServicesDep) -> DevTokenResponse:
+async def dev_token(
+    body: DevTokenRequest, services: ServicesDep, response: Response
+) -> DevTokenResponse:
     """**Development only.** Exists only when `PLAID_ENV=emulator` (404 otherwise): a JWT for
     any user, org and role, the same as `plaid-bridge dev-token` prints, for the demo page and
     for trying the API from `/docs`. Real frontends get their tokens from the platform's sign-in.
+
+    With `cookie: true` the token is set as the `AUTH_COOKIE_NAME` cookie (HttpOnly,
+    SameSite=Lax) beside an `XSRF-TOKEN` cookie whose value unsafe requests repeat in the
+    `X-XSRF-TOKEN` header; 400 when `AUTH_COOKIE_NAME` is not configured.
     """
-    try:
-        token = issue_dev_token(
-            services.settings, user=body.user_id, org=body.org_id, role=body.role
+    settings = services.settings
+    # Read defensively: cookie authentication is configured by AUTH_COOKIE_NAME.
+    cookie_name: str | None = getattr(settings, "auth_cookie_name", None)
+    if body.cookie and not cookie_name:
+        raise BadRequest(
+            "Cookie authentication is off: set AUTH_COOKIE_NAME (e.g. access_token).",
+            code="COOKIE_AUTH_DISABLED",
         )
+    try:
+        token = issue_dev_token(settings, user=body.user_id, org=body.org_id, role=body.role)
     except ValueError as error:
         raise BadRequest(str(error)) from None
-    expires = jwt.get_unverified_claims(token)["exp"]
-    return DevTokenResponse(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
+    exp: int = jwt.get_unverified_claims(token)["exp"]
+    expires_at = datetime.fromtimestamp(exp, UTC)
+    if not body.cookie or not cookie_name:
+        return DevTokenResponse(token=token, token_type="Bearer", expires_at=expires_at)
+    max_age = max(exp - int(time.time()), 0)
+    response.set_cookie(
+        cookie_name, token, max_age=max_age, path="/", httponly=True, samesite="lax"
+    )
+    # Readable by the page's script (not HttpOnly): that is what double-submit relies on.
+    response.set_cookie(
+        XSRF_COOKIE,
+        secrets.token_urlsafe(32),
+        max_age=max_age,
+        path="/",
+        httponly=False,
+        samesite="lax",
+    )
+    return DevTokenResponse(
+        token=None, token_type="Cookie", cookie_name=cookie_name, expires_at=expires_at
+    )

@@ -20,6 +20,7 @@ from plaid_bridge.config import API_PREFIX, Settings, load_settings
 from plaid_bridge.connections.health_router import router as health_router
 from plaid_bridge.connections.reauth_router import router as reauth_router
 from plaid_bridge.connections.router import router as connections_router
+from plaid_bridge.demo.router import dev_router, page_router
 from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
 from plaid_bridge.logs import configure_logging, item_id_var, org_id_var, request_id_var
@@ -132,6 +133,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(transactions_router, prefix=API_PREFIX, dependencies=limited)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(webhooks_integrations_router)
+    if settings.plaid_env == "emulator":
+        app.include_router(page_router)
+        app.include_router(dev_router, prefix=API_PREFIX)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # outside the routes: sees the final status
     if settings.forwarded_allow_ips.strip():

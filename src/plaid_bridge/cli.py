@@ -220,6 +220,7 @@ def _dev(args: argparse.Namespace) -> int:
         print(
             f"\nplaid-bridge (emulator mode) on {base}\n"
             f"  Plaid emulator:  {settings.plaid_host}\n"
+            f"  Demo page:       {base}/demo\n"
             f"  API docs:        {base}/docs\n"
             "  Dev token:       .venv/bin/plaid-bridge dev-token --user u1 --org o1 --role OWNER\n"
             "  Stop with Ctrl-C.\n",

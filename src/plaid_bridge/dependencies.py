@@ -30,7 +30,10 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs before the response is sent (FastAPI's default runs the end
+# of a yield dependency after sending), so a client never reads its own write as not yet made,
+# and a failed commit answers with its error instead of a success already on the wire.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str:

@@ -1,4 +1,5 @@
-"""Control endpoints: reset, Item listing, balances that move, and the call log's filters."""
+"""Control endpoints: reset, Item listing, balances that move, the call log's filters, reset
+login by Item id, and CORS for pages on loopback."""
 
 from __future__ import annotations
 
@@ -74,7 +75,11 @@ def test_reset_login_and_fire_webhook_by_item_id(
     item = plaid.link_item(webhook=receiver.url)
 
     reset = plaid.control("POST", f"/emulator/items/{item.item_id}/reset-login")
-    assert reset == {"itemId": item.item_id, "resetLogin": True}
+    assert reset == {
+        "itemId": item.item_id,
+        "resetLogin": True,
+        "errorCode": "ITEM_LOGIN_REQUIRED",
+    }
     body = _last_delivery(receiver)
     assert (body["webhook_type"], body["webhook_code"]) == ("ITEM", "ERROR")
     assert body["error"]["error_code"] == "ITEM_LOGIN_REQUIRED"
@@ -109,3 +114,27 @@ def test_reset_login_and_fire_webhook_refuse_unknown_items_and_codes(plaid: Plai
     plaid.ok("/item/remove", {"access_token": item.access_token})
     gone = plaid.client.post(f"/emulator/items/{item.item_id}/reset-login")
     assert gone.json()["error_code"] == "ITEM_NOT_FOUND"
+
+
+def test_control_routes_answer_browsers_on_loopback_only(plaid: PlaidHTTP) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    for origin in ("http://127.0.0.1:8000", "http://localhost:3000", "http://[::1]:8000"):
+        allowed = plaid.client.options(
+            "/emulator/items/x/reset-login", headers={"Origin": origin, **preflight}
+        )
+        assert allowed.status_code == 200, origin
+        assert allowed.headers["access-control-allow-origin"] == origin
+        listed = plaid.client.get("/emulator/items", headers={"Origin": origin})
+        assert listed.headers["access-control-allow-origin"] == origin
+    for origin in ("https://example.com", "http://127.0.0.1.example.com:8000"):
+        refused = plaid.client.options(
+            "/emulator/items/x/reset-login", headers={"Origin": origin, **preflight}
+        )
+        assert refused.status_code == 400, origin
+        assert "access-control-allow-origin" not in refused.headers
+    # Plaid's API itself is not for browsers, as Plaid's is not.
+    api = plaid.client.post("/item/get", json={}, headers={"Origin": "http://127.0.0.1:8000"})
+    assert "access-control-allow-origin" not in api.headers

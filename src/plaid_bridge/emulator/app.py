@@ -20,9 +20,12 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plaid_bridge.emulator import persistence
 from plaid_bridge.emulator.config import EmulatorConfig
@@ -39,6 +42,8 @@ from plaid_bridge.emulator.state import EmulatorState, request_id
 logger = logging.getLogger("plaid_bridge.emulator")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# Pages on this machine only: the demo page and frontends under test call the control routes.
+LOOPBACK_ORIGIN = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?$"
 
 
 def plaid_error_response(error: PlaidAPIError, rid: str) -> JSONResponse:
@@ -146,6 +151,29 @@ class PlaidDispatcher:
         return Response(encode_json(body), media_type="application/json")
 
 
+class ControlCORS:
+    """CORS for the control routes (`/emulator/...`), for browser pages on loopback origins.
+
+    Plaid's own API stays without CORS, as Plaid's is: a frontend reaches Plaid only through
+    its backend and Link.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origin_regex=LOOPBACK_ORIGIN,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["content-type"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/emulator/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own HTTP errors (routing), rendered Plaid-shaped with their status."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -186,6 +214,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             *link_routes(state),
             Route("/{path:path}", dispatcher.handle, methods=_ALL_METHODS),
         ],
+        middleware=[Middleware(ControlCORS)],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )

@@ -230,8 +230,15 @@ class Control:
     async def reset_login(self, request: Request) -> Response:
         """/sandbox/item/reset_login by item id: ITEM_LOGIN_REQUIRED and its ITEM/ERROR webhook."""
         item = self._live_item(request.path_params["item_id"])
-        await self.state.send((item, fire(self.state, item, "ERROR")))
-        return JSONResponse({"itemId": item.item_id, "resetLogin": True})
+        payload = fire(self.state, item, "ERROR")
+        await self.state.send((item, payload))
+        return JSONResponse(
+            {
+                "itemId": item.item_id,
+                "resetLogin": True,
+                "errorCode": payload["error"]["error_code"],
+            }
+        )
 
     async def fire_webhook(self, request: Request) -> Response:
         """/sandbox/item/fire_webhook by item id (`{webhookCode, webhookType?}`)."""

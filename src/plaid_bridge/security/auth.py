@@ -258,10 +258,10 @@ class TokenVerifier:
         """The caller named by a valid token.
 
         Checks, in order: size, header algorithm in the pinned list, signature, `exp` (present,
-        a number, not past), `nbf` and `iat` (numbers; `nbf` not ahead), `aud`/`iss` when
-        configured (then required), a lifetime (`exp` from `iat`, or from now without `iat`)
-        within the maximum, and the `sub`, `org_id` (or `orgId`) and `role` claims. Raises
-        `AuthError` naming the first check that failed.
+        a number, not past), `nbf` (not ahead), the lifetime (`exp` from `iat`, or from now
+        without `iat`) within the maximum, `aud`/`iss` when configured (then required), and the
+        `sub`, `org_id` (or `orgId`) and `role` claims. Raises `AuthError` naming the first
+        check that failed.
         """
         if not token:
             raise AuthError(AuthFailure.MISSING, "No token was given.")

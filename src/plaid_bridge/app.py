@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +14,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from plaid_bridge.activity import audit
 from plaid_bridge.activity.router import router as activity_router
+from plaid_bridge.browser.cors import CorsMiddleware
+from plaid_bridge.browser.envelope import OperateEnvelopeMiddleware
 from plaid_bridge.config import API_PREFIX, Settings, load_settings
 from plaid_bridge.connections.health_router import router as health_router
 from plaid_bridge.connections.reauth_router import router as reauth_router
@@ -23,7 +23,13 @@ from plaid_bridge.connections.router import router as connections_router
 from plaid_bridge.demo.router import dev_router, page_router
 from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
-from plaid_bridge.logs import configure_logging, item_id_var, org_id_var, request_id_var
+from plaid_bridge.logs import (
+    configure_logging,
+    item_id_var,
+    org_id_var,
+    request_id_for,
+    request_id_var,
+)
 from plaid_bridge.ops.metrics import HttpMetricsMiddleware
 from plaid_bridge.ops.router import router as ops_router
 from plaid_bridge.services import Services, build_services
@@ -34,7 +40,6 @@ from plaid_bridge.webhooks.router import router as webhooks_router
 from plaid_bridge.worker import Worker, default_worker_id
 
 logger = logging.getLogger("plaid_bridge.app")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class RequestContextMiddleware:
@@ -49,7 +54,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_for(incoming)
         tokens = (
             request_id_var.set(request_id),
             org_id_var.set(None),
@@ -136,7 +141,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.plaid_env == "emulator":
         app.include_router(page_router)
         app.include_router(dev_router, prefix=API_PREFIX)
+    # Innermost first. The envelope sits inside the request context (its id is meta.requestId);
+    # CORS outside it, so that every answer, an unexpected 500 included, carries the grant.
+    if settings.api_response_envelope == "operate":
+        app.add_middleware(OperateEnvelopeMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(HttpMetricsMiddleware)  # outside the routes: sees the final status
     if settings.forwarded_allow_ips.strip():
         # The one place X-Forwarded-For/-Proto are believed, and only from the listed proxies;

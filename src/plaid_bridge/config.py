@@ -6,9 +6,11 @@ Validated once at start-up; an invalid configuration stops the process with one 
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +27,10 @@ PLAID_HOSTS: dict[str, str] = {
 API_PREFIX = "/api/v1/plaid"
 """Where the API's routes are mounted; the webhook URL and the health recommendations name it."""
 DEV_JWT_SECRET = "plaid-bridge-development-secret-not-for-production"
+EMULATOR_CORS_ORIGINS = ("http://localhost:3000", "http://127.0.0.1:3000")
+"""The origins a local frontend dev server usually runs on; allowed by default in emulator mode."""
+# RFC 6265 cookie-name: an RFC 9110 token.
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 # HS256 keys shorter than the hash output make brute-forcing a captured token cheaper.
 MIN_PRODUCTION_JWT_SECRET_BYTES = 32
 CommaList = Annotated[list[str], NoDecode]
@@ -55,6 +61,13 @@ class Settings(BaseSettings):
     --workers` sets it) or `WORKER_MODE=external` (the API and `plaid-bridge worker` are apart
     and must share Plaid's limits). Replicas on several hosts cannot be seen from here: they
     need `redis://` as well.
+
+    Browsers (see docs/frontend.md): `CORS_ALLOW_ORIGINS` lists the origins that may call the
+    API with credentials (unset: none, or the usual local frontend origins in emulator mode;
+    `*` is refused, and plain `http://` origins in production); `AUTH_COOKIE_NAME` names a
+    cookie read for the JWT when no Authorization header is sent, with the double-submit CSRF
+    check on unsafe methods; `API_RESPONSE_ENVELOPE=operate` wraps success bodies as
+    `{data, meta}` like Operate's API.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -97,6 +110,17 @@ class Settings(BaseSettings):
     auth_jwt_issuer: str | None = None
     # Tokens must carry `exp`, at most this far from `iat` (or from now without `iat`).
     auth_jwt_max_lifetime_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    # A cookie carrying the JWT for browsers (Operate's web app: `access_token`); unset, only
+    # `Authorization: Bearer` is read. Cookie-authenticated unsafe methods need the
+    # double-submit CSRF check (`X-XSRF-TOKEN` header equal to the `XSRF-TOKEN` cookie).
+    auth_cookie_name: str | None = None
+
+    # Origins allowed to call the API from a browser, with credentials. Unset: none, except in
+    # emulator mode (EMULATOR_CORS_ORIGINS); set empty: none. See `cors_origins`.
+    cors_allow_origins: Annotated[list[str] | None, NoDecode] = None
+    # `operate` wraps every success body of the API as `{data, meta: {timestamp, requestId}}`,
+    # as Operate's web client expects; errors, the webhook and ops endpoints are unchanged.
+    api_response_envelope: Literal["plain", "operate"] = "plain"
 
     rate_limit_storage_uri: str = "memory://"
     plaid_rate_limits: str | None = None
@@ -134,6 +158,35 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        origins: list[str] = []
+        problems = [problem for origin in value if (problem := _origin_problem(origin))]
+        if problems:
+            raise ValueError("\n".join(problems))
+        for origin in value:
+            normal = _normal_origin(origin)
+            if normal not in origins:
+                origins.append(normal)
+        return origins
+
+    @field_validator("auth_cookie_name")
+    @classmethod
+    def _cookie_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not _COOKIE_NAME.match(value.strip()):
+            raise ValueError("must be a cookie name (letters, digits and !#$%&'*+.^_`|~-)")
+        return value.strip()
 
     @field_validator("plaid_products")
     @classmethod
@@ -206,6 +259,15 @@ class Settings(BaseSettings):
                 )
             if not self.plaid_webhook_verify:
                 problems.append("PLAID_WEBHOOK_VERIFY=false is not allowed in production")
+            plain = [
+                origin for origin in self.cors_allow_origins or [] if origin.startswith("http:")
+            ]
+            if plain:
+                problems.append(
+                    "CORS_ALLOW_ORIGINS must list https:// origins in production "
+                    f"(refused: {', '.join(plain)}): a page served over plain HTTP can be "
+                    "altered on the way and would call the API with the user's cookies"
+                )
             storage = self.rate_limit_storage_uri.partition("://")[0].lower()
             if storage.removeprefix("async+") == "memory" and (
                 self.web_concurrency > 1 or self.worker_mode == "external"
@@ -255,6 +317,14 @@ class Settings(BaseSettings):
         return self.plaid_client_id, self.plaid_secret
 
     @cached_property
+    def cors_origins(self) -> tuple[str, ...]:
+        """The origins browsers may call the API from: `CORS_ALLOW_ORIGINS`, or when it is
+        unset, `EMULATOR_CORS_ORIGINS` in emulator mode and none elsewhere."""
+        if self.cors_allow_origins is not None:
+            return tuple(self.cors_allow_origins)
+        return EMULATOR_CORS_ORIGINS if self.plaid_env == "emulator" else ()
+
+    @cached_property
     def webhook_url(self) -> str | None:
         """The webhook URL registered on every Item."""
         if self.plaid_webhook_url:
@@ -262,6 +332,35 @@ class Settings(BaseSettings):
         if self.plaid_env == "emulator":
             return f"http://127.0.0.1:8000{API_PREFIX}/webhook"
         return None
+
+
+def _origin_problem(origin: str) -> str | None:
+    """Why `origin` cannot be matched against a browser's Origin header, or None."""
+    if origin == "*":
+        return "'*' is not allowed: credentials are sent only to origins listed one by one"
+    parts = urlsplit(origin.rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{origin!r} is not an origin (scheme://host[:port], e.g. https://app.example.com)"
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        return f"{origin!r}: an origin has no path, query or user (scheme://host[:port])"
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return f"{origin!r}: the port is not valid"
+    return None
+
+
+def _normal_origin(origin: str) -> str:
+    """The origin as browsers serialise it: lower-case scheme and host, no default port, no
+    trailing slash."""
+    parts = urlsplit(origin.rstrip("/"))
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if parts.port is None or parts.port == {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{parts.port}"
 
 
 def _describe(error: ValidationError) -> list[str]:

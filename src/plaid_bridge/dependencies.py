@@ -1,8 +1,10 @@
-"""FastAPI wiring only: the app's services, the caller's identity and role, one transaction per
-request, and the per-user rate limit. Routers use it; services and the worker never do."""
+"""FastAPI wiring only: the app's services, the caller's identity (bearer or cookie, see
+`security/credentials.py`) and role, one transaction per request, and the per-user rate limit.
+Routers use it; services and the worker never do."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -13,7 +15,16 @@ from plaid_bridge.errors import Forbidden, RateLimited, Unauthorized
 from plaid_bridge.logs import org_id_var, request_id_var
 from plaid_bridge.security.auth import AuthError, Role
 from plaid_bridge.security.caller import Caller
+from plaid_bridge.security.credentials import (
+    SAFE_METHODS,
+    CredentialSource,
+    CsrfError,
+    check_double_submit,
+    read_credentials,
+)
 from plaid_bridge.services import Services
+
+logger = logging.getLogger("plaid_bridge.auth")
 
 
 def get_services(request: Request) -> Services:
@@ -36,24 +47,39 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized()
-    return token.strip()
-
-
 async def _authenticated(request: Request, services: ServicesDep) -> Caller:
-    """The caller the bearer token names; FastAPI resolves it once per request, however many
-    dependencies (the route's role, the per-user rate limit) ask for it."""
+    """The caller the request's token names (`Authorization: Bearer`, else the configured
+    cookie, whose unsafe requests must pass the double-submit CSRF check). FastAPI resolves it
+    once per request, however many dependencies (the route's role, the per-user rate limit) ask
+    for it."""
+    cookie_name = services.settings.auth_cookie_name
     try:
-        principal = services.verifier.verify(_bearer(request))
-    except AuthError:
-        raise Unauthorized("The bearer token is missing, invalid or expired.") from None
+        credentials = read_credentials(request.headers, request.cookies, cookie_name=cookie_name)
+    except AuthError as error:
+        raise _unauthorized(error) from None
+    try:
+        principal = services.verifier.verify(credentials.token)
+    except AuthError as error:
+        from_cookie = credentials.source is CredentialSource.COOKIE
+        raise _unauthorized(error, cookie=cookie_name if from_cookie else None) from None
+    if credentials.source is CredentialSource.COOKIE and request.method not in SAFE_METHODS:
+        try:
+            check_double_submit(request.headers, request.cookies)
+        except CsrfError as error:
+            logger.info("auth.csrf_refused")
+            raise Forbidden(error.reason, code="CSRF_FAILED") from None
     org_id_var.set(principal.org_id)
     client = request.client.host if request.client else None
     return Caller(principal=principal, request_id=request_id_var.get(), ip=client)
+
+
+def _unauthorized(error: AuthError, *, cookie: str | None = None) -> Unauthorized:
+    """The 401 saying which check failed, with its RFC 6750 challenge."""
+    logger.info("auth.refused", extra={"failure": error.failure.value})
+    message = error.reason
+    if cookie is not None:
+        message += f" The token came from the {cookie} cookie."
+    return Unauthorized(message, headers={"WWW-Authenticate": error.challenge})
 
 
 Authenticated = Annotated[Caller, Depends(_authenticated)]

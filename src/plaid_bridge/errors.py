@@ -56,6 +56,7 @@ class AppError(Exception):
         retry_after: int | None = None,
         plaid: PlaidErrorDetail | None = None,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.message = message or self.message
         self.code = code or self.code
@@ -64,6 +65,7 @@ class AppError(Exception):
         self.retry_after = retry_after
         self.plaid = plaid
         self.details = details or {}
+        self.headers = headers or {}
         super().__init__(f"{self.code}: {self.message}")
 
 
@@ -74,9 +76,11 @@ class BadRequest(AppError):
 
 
 class Unauthorized(AppError):
+    """401; the response carries `WWW-Authenticate` (`Bearer` unless the error sets its own)."""
+
     status = 401
     code = "UNAUTHORIZED"
-    message = "A valid bearer token is required."
+    message = "Authentication is required: send Authorization: Bearer <token>."
 
 
 class Forbidden(AppError):
@@ -163,9 +167,12 @@ def envelope(error: AppError, request_id: str | None) -> dict[str, Any]:
 
 
 def error_response(error: AppError) -> JSONResponse:
-    """The envelope as a response, with `Retry-After` on 429/503 and our request id."""
+    """The envelope as a response, with `Retry-After` on 429/503, `WWW-Authenticate` on every
+    401 (RFC 9110 requires one), the error's own headers and our request id."""
     request_id = request_id_var.get()
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(error.headers)
+    if error.status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     if request_id:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -14,6 +16,16 @@ from plaid_bridge.redaction import redact, redact_text
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 org_id_var: ContextVar[str | None] = ContextVar("org_id", default=None)
 item_id_var: ContextVar[str | None] = ContextVar("item_id", default=None)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_for(incoming: str | None) -> str:
+    """The id a request is known by: a sane incoming `X-Request-ID`, else a new one."""
+    if incoming and _REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
 
 _CONTEXT = {"request_id": request_id_var, "org_id": org_id_var, "item_id": item_id_var}
 # Record attributes that are logging's own (and uvicorn's ANSI-coloured copy of the message).

@@ -12,12 +12,15 @@ _SECRET_KEYS = re.compile(
     r"private_?key|^key$|_key$|cookie)",
     re.IGNORECASE,
 )
-# Plaid tokens (access-<env>-<uuid>, public-<env>-<uuid>), our v1 ciphertexts, bearer JWTs.
+# Plaid tokens (access-<env>-<uuid>, public-<env>-<uuid>), our v1 ciphertexts, JWTs, and
+# whatever follows the Bearer scheme when it is token-shaped: a run of RFC 6750 token characters
+# long enough that no English word is one (so "a bearer token is required" stays readable).
+# The scheme word is kept; only the token is masked.
 _SECRET_VALUES = re.compile(
     r"\b(?:access|public)-(?:sandbox|production|development|emulator)-[0-9a-f-]{8,}\b"
     r"|\bv1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_=-]{16,}"
     r"|\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
-    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+",
+    r"|(?P<scheme>\b(?i:bearer)\s+)[A-Za-z0-9._~+/-]{20,}=*",
 )
 
 _extra_secrets: set[str] = set()
@@ -29,9 +32,13 @@ def register_secret(value: str | None) -> None:
         _extra_secrets.add(value)
 
 
+def _mask(match: re.Match[str]) -> str:
+    return (match.group("scheme") or "") + REDACTED
+
+
 def redact_text(text: str) -> str:
     """`text` with every token-shaped or registered secret value replaced."""
-    text = _SECRET_VALUES.sub(REDACTED, text)
+    text = _SECRET_VALUES.sub(_mask, text)
     for secret in _extra_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)

@@ -262,11 +262,6 @@ def docs_screenshot() -> Path:
     return folder / "01-docs.png"
 
 
-COOKIE_AUTH = "auth_cookie_name" in Settings.model_fields and "cors_allow_origins" in (
-    Settings.model_fields
-)
-
-
 def frontend_app(api_url: str, emulator_url: str) -> Starlette:
     """The demo page served from another origin, as a frontend's dev server would serve it."""
 
@@ -322,10 +317,6 @@ _POST_FROM_PAGE = """async ([url, withHeader]) => {
 }"""
 
 
-@pytest.mark.skipif(
-    not COOKIE_AUTH,
-    reason="waits for cookie authentication and CORS (AUTH_COOKIE_NAME, CORS_ALLOW_ORIGINS)",
-)
 def test_cookie_authentication_from_another_origin(
     page: Page, cross_origin: CrossOrigin, screenshot: Screenshot
 ) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from plaid_bridge.app import create_app
-from plaid_bridge.config import API_PREFIX, Settings
+from plaid_bridge.config import API_PREFIX
 from plaid_bridge.security.auth import Role
 from tests.conftest import Api, make_settings
 
@@ -54,21 +54,6 @@ async def test_dev_token_refuses_what_it_cannot_issue(api: Api, body: dict[str, 
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
-COOKIE_AUTH = "auth_cookie_name" in Settings.model_fields
-NO_COOKIE_AUTH = "cookie authentication (AUTH_COOKIE_NAME) is not in this build yet"
-
-
-@pytest.mark.skipif(COOKIE_AUTH, reason="AUTH_COOKIE_NAME is configurable in this build")
-async def test_dev_token_as_a_cookie_needs_cookie_authentication(api: Api) -> None:
-    response = await api.client.post(
-        TOKEN_PATH, json={"userId": "u1", "orgId": "o1", "cookie": True}
-    )
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "COOKIE_AUTH_DISABLED"
-    assert "set-cookie" not in response.headers
-
-
-@pytest.mark.skipif(not COOKIE_AUTH, reason=NO_COOKIE_AUTH)
 async def test_dev_token_as_cookies(api: Api) -> None:
     settings = api.services.settings
     for cookie_name, expect_off in (("access_token", False), (None, True)):

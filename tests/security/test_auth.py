@@ -17,7 +17,14 @@ from jose import jwt
 from pydantic import SecretStr
 
 from plaid_bridge.config import DEV_JWT_SECRET, PlaidEnv, Settings
-from plaid_bridge.security.auth import AuthError, Principal, Role, TokenVerifier, issue_dev_token
+from plaid_bridge.security.auth import (
+    AuthError,
+    AuthFailure,
+    Principal,
+    Role,
+    TokenVerifier,
+    issue_dev_token,
+)
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
 
@@ -127,15 +134,17 @@ def test_org_id_alias_and_case_insensitive_role(verifier: TokenVerifier) -> None
 def test_expired_token_is_refused(verifier: TokenVerifier) -> None:
     now = int(time.time())
     token = jwt.encode(claims(iat=now - 7200, exp=now - 60), SECRET)
-    with pytest.raises(AuthError, match="expired"):
+    with pytest.raises(AuthError, match="has expired") as caught:
         verifier.verify(token)
+    assert caught.value.failure is AuthFailure.EXPIRED
 
 
 def test_token_without_exp_is_refused(verifier: TokenVerifier) -> None:
     token = jwt.encode(claims(exp=None), SECRET)
     assert "exp" not in jwt.get_unverified_claims(token)
-    with pytest.raises(AuthError, match=r"no expiry \(exp\)"):
+    with pytest.raises(AuthError, match=r"no expiry claim \(exp\)") as caught:
         verifier.verify(token)
+    assert (caught.value.failure, caught.value.claim) == (AuthFailure.MISSING_CLAIM, "exp")
 
 
 @pytest.mark.parametrize(
@@ -153,8 +162,9 @@ def test_token_living_longer_than_the_maximum_is_refused(
 ) -> None:
     now = int(time.time())
     shifted = {name: None if value is None else now + value for name, value in lifetime.items()}
-    with pytest.raises(AuthError, match="lifetime exceeds"):
+    with pytest.raises(AuthError, match=r"lifetime .* exceeds the allowed maximum") as caught:
         verifier.verify(jwt.encode(claims(**shifted), SECRET))
+    assert caught.value.failure is AuthFailure.LIFETIME
 
 
 def test_token_just_within_the_maximum_lifetime_is_accepted(verifier: TokenVerifier) -> None:
@@ -173,7 +183,7 @@ def test_maximum_lifetime_is_configurable() -> None:
     verifier = TokenVerifier.from_settings(settings)
     now = int(time.time())
     assert verifier.verify(jwt.encode(claims(iat=now, exp=now + 600), SECRET)).role is Role.MEMBER
-    with pytest.raises(AuthError, match="lifetime exceeds"):
+    with pytest.raises(AuthError, match="maximum of 600 seconds"):
         verifier.verify(jwt.encode(claims(iat=now, exp=now + 601), SECRET))
     # dev tokens follow a shorter maximum, and refuse to outlive it
     token = issue_dev_token(settings, user="u", org="o", role="OWNER")
@@ -186,21 +196,22 @@ def test_maximum_lifetime_is_configurable() -> None:
 
 def test_wrong_signature_is_refused(verifier: TokenVerifier) -> None:
     token = jwt.encode(claims(), "some-other-secret-of-reasonable-length")
-    with pytest.raises(AuthError, match="signature"):
+    with pytest.raises(AuthError, match="signature does not verify") as caught:
         verifier.verify(token)
+    assert caught.value.failure is AuthFailure.SIGNATURE
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"])
 def test_alg_none_is_refused(verifier: TokenVerifier, alg: str) -> None:
     token = hand_built({"alg": alg, "typ": "JWT"}, claims(role="OWNER"), hmac_key=None)
     assert token.endswith(".")
-    with pytest.raises(AuthError, match="algorithm is not allowed"):
+    with pytest.raises(AuthError, match="algorithm this service does not accept"):
         verifier.verify(token)
 
 
 def test_algorithm_outside_the_pinned_list_is_refused(verifier: TokenVerifier) -> None:
     token = jwt.encode(claims(), SECRET, algorithm="HS512")
-    with pytest.raises(AuthError, match="algorithm is not allowed"):
+    with pytest.raises(AuthError, match="algorithm this service does not accept"):
         verifier.verify(token)
 
 
@@ -214,7 +225,7 @@ def test_hs256_signed_with_the_public_key_text_is_refused(
     forged = hand_built(
         {"alg": "HS256", "typ": "JWT"}, claims(role="OWNER"), pair.public_pem.encode()
     )
-    with pytest.raises(AuthError, match="algorithm is not allowed"):
+    with pytest.raises(AuthError, match="algorithm this service does not accept"):
         verifier.verify(forged)
 
 
@@ -231,7 +242,7 @@ def test_es256_with_a_public_key_config(ec_pair: KeyPair, rsa_pair: KeyPair) -> 
     token = jwt.encode(claims(), ec_pair.private_pem, algorithm="ES256")
     assert verifier.verify(token).role is Role.MEMBER
     foreign = jwt.encode(claims(), rsa_pair.private_pem, algorithm="RS256")
-    with pytest.raises(AuthError, match="algorithm is not allowed"):
+    with pytest.raises(AuthError, match="algorithm this service does not accept"):
         verifier.verify(foreign)
 
 
@@ -246,14 +257,19 @@ def test_audience_and_issuer_are_checked_when_configured() -> None:
     verifier = TokenVerifier.from_settings(settings)
     good = claims(aud="plaid-bridge", iss="https://idp.test")
     assert verifier.verify(jwt.encode(good, SECRET)).user_id == "user-1"
-    for bad in (
-        {**good, "aud": "another-service"},
-        {**good, "iss": "https://evil.test"},
-        claims(iss="https://idp.test"),  # no aud
-        claims(aud="plaid-bridge"),  # no iss
+    listed = {**good, "aud": ["another-service", "plaid-bridge"]}
+    assert verifier.verify(jwt.encode(listed, SECRET)).user_id == "user-1"
+    for bad, failure, claim in (
+        ({**good, "aud": "another-service"}, AuthFailure.AUDIENCE, None),
+        ({**good, "aud": ["a", "b"]}, AuthFailure.AUDIENCE, None),
+        ({**good, "aud": 7}, AuthFailure.INVALID_CLAIM, "aud"),
+        ({**good, "iss": "https://evil.test"}, AuthFailure.ISSUER, None),
+        (claims(iss="https://idp.test"), AuthFailure.MISSING_CLAIM, "aud"),
+        (claims(aud="plaid-bridge"), AuthFailure.MISSING_CLAIM, "iss"),
     ):
-        with pytest.raises(AuthError, match="claims are invalid"):
+        with pytest.raises(AuthError) as caught:
             verifier.verify(jwt.encode(bad, SECRET))
+        assert (caught.value.failure, caught.value.claim) == (failure, claim)
 
 
 def test_audience_is_not_checked_when_unset(verifier: TokenVerifier) -> None:
@@ -262,24 +278,30 @@ def test_audience_is_not_checked_when_unset(verifier: TokenVerifier) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "reason"),
+    ("overrides", "reason", "failure"),
     [
-        ({"role": "SUPERUSER"}, "role is missing or unknown"),
-        ({"role": None}, "role is missing or unknown"),
-        ({"role": 5}, "role is missing or unknown"),
-        ({"sub": None}, r"no subject \(sub\)"),
-        ({"sub": ""}, r"no subject \(sub\)"),
-        ({"org_id": None}, r"no organisation \(org_id\)"),
-        ({"org_id": ""}, r"no organisation \(org_id\)"),
-        ({"org_id": "org-1", "orgId": "org-2"}, "conflicting org_id and orgId"),
+        ({"role": "SUPERUSER"}, r"role claim \(role\) is not one of", AuthFailure.INVALID_CLAIM),
+        ({"role": None}, r"no role claim \(role\)", AuthFailure.MISSING_CLAIM),
+        ({"role": 5}, r"role claim \(role\) is not one of", AuthFailure.INVALID_CLAIM),
+        ({"sub": None}, r"no subject claim \(sub\)", AuthFailure.MISSING_CLAIM),
+        ({"sub": ""}, r"no subject claim \(sub\)", AuthFailure.MISSING_CLAIM),
+        ({"sub": "  "}, r"subject claim \(sub\) must be", AuthFailure.INVALID_CLAIM),
+        ({"org_id": None}, r"no organisation claim \(org_id", AuthFailure.MISSING_CLAIM),
+        ({"org_id": ""}, r"no organisation claim \(org_id", AuthFailure.MISSING_CLAIM),
+        (
+            {"org_id": "org-1", "orgId": "org-2"},
+            "conflicting org_id and orgId",
+            AuthFailure.INVALID_CLAIM,
+        ),
     ],
 )
 def test_bad_identity_claims_are_refused(
-    verifier: TokenVerifier, overrides: dict[str, Any], reason: str
+    verifier: TokenVerifier, overrides: dict[str, Any], reason: str, failure: AuthFailure
 ) -> None:
     token = jwt.encode(claims(**overrides), SECRET)
-    with pytest.raises(AuthError, match=reason):
+    with pytest.raises(AuthError, match=reason) as caught:
         verifier.verify(token)
+    assert caught.value.failure is failure
 
 
 @pytest.mark.parametrize(

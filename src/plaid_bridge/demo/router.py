@@ -85,7 +85,7 @@ async def dev_token(
     """
     settings = services.settings
     # Read defensively: cookie authentication is configured by AUTH_COOKIE_NAME.
-    cookie_name: str | None = getattr(settings, "auth_cookie_name", None)
+    cookie_name = settings.auth_cookie_name
     if body.cookie and not cookie_name:
         raise BadRequest(
             "Cookie authentication is off: set AUTH_COOKIE_NAME (e.g. access_token).",

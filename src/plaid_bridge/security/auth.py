@@ -1,24 +1,25 @@
 """Request authentication (SPEC section 3): bearer JWTs verified with python-jose against one
 configured key and a pinned algorithm list, the role ladder, and dev tokens for local use.
 
-Every verification failure is an `AuthError` (the HTTP layer answers 401); no message echoes
-the token.
+Every verification failure is an `AuthError` naming which check failed (the HTTP layer answers
+401 with it and a `WWW-Authenticate` challenge); no message echoes the token.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from jose import jwk, jwt
+from jose import jwk, jws, jwt
 from jose.backends.base import Key
-from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+from jose.exceptions import JOSEError
 
 from plaid_bridge.config import DEV_JWT_SECRET
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthError",
+    "AuthFailure",
     "Principal",
     "Role",
     "TokenVerifier",
@@ -45,12 +47,62 @@ MAX_TOKEN_LENGTH = 16 * 1024
 _EC_CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
-class AuthError(Exception):
-    """The request is not authenticated; `reason` is safe to log and never contains the token."""
+class AuthFailure(StrEnum):
+    """Which check a token failed; a client can act on it (refresh when expired, fix its
+    configuration when the audience or issuer is wrong)."""
 
-    def __init__(self, reason: str) -> None:
+    MISSING = "missing"
+    MALFORMED = "malformed"
+    ALGORITHM = "algorithm"
+    SIGNATURE = "signature"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    AUDIENCE = "audience"
+    ISSUER = "issuer"
+    MISSING_CLAIM = "missing_claim"
+    INVALID_CLAIM = "invalid_claim"
+    LIFETIME = "lifetime"
+
+
+# RFC 6750 error_description texts: short, and within the characters a quoted header value allows.
+_DESCRIPTIONS = {
+    AuthFailure.MALFORMED: "The token is malformed",
+    AuthFailure.ALGORITHM: "The token's signing algorithm is not accepted",
+    AuthFailure.SIGNATURE: "The token's signature is invalid",
+    AuthFailure.EXPIRED: "The token has expired",
+    AuthFailure.NOT_YET_VALID: "The token is not valid yet",
+    AuthFailure.AUDIENCE: "The token is for another audience",
+    AuthFailure.ISSUER: "The token is from another issuer",
+    AuthFailure.MISSING_CLAIM: "The token lacks a required claim",
+    AuthFailure.INVALID_CLAIM: "The token has an invalid claim",
+    AuthFailure.LIFETIME: "The token lives longer than allowed",
+}
+
+
+class AuthError(Exception):
+    """The request is not authenticated.
+
+    `reason` is a sentence for the caller saying which check failed; it is safe to show and to
+    log, and never contains the token (nor any claim value). `claim` names the claim at fault
+    for MISSING_CLAIM and INVALID_CLAIM.
+    """
+
+    def __init__(self, failure: AuthFailure, reason: str, *, claim: str | None = None) -> None:
         super().__init__(reason)
+        self.failure = failure
         self.reason = reason
+        self.claim = claim
+
+    @property
+    def challenge(self) -> str:
+        """The `WWW-Authenticate` value (RFC 6750 section 3): a bare `Bearer` when no token was
+        given, else `invalid_token` with a short description."""
+        if self.failure is AuthFailure.MISSING:
+            return "Bearer"
+        description = _DESCRIPTIONS[self.failure]
+        if self.claim is not None:
+            description = f"{description} ({self.claim})"
+        return f'Bearer error="invalid_token", error_description="{description}"'
 
 
 class Role(IntEnum):
@@ -205,57 +257,99 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The caller named by a valid token.
 
-        Checks, in order: size, header algorithm in the pinned list, signature, `exp`/`nbf`,
-        `aud`/`iss` when configured (then required), that `exp` is present and no further from
-        `iat` (or from now, without `iat`) than the maximum lifetime, and the `sub`, `org_id`
-        (or `orgId`) and `role` claims. Raises `AuthError` for every failure.
+        Checks, in order: size, header algorithm in the pinned list, signature, `exp` (present,
+        a number, not past), `nbf` (not ahead), the lifetime (`exp` from `iat`, or from now
+        without `iat`) within the maximum, `aud`/`iss` when configured (then required), and the
+        `sub`, `org_id` (or `orgId`) and `role` claims. Raises `AuthError` naming the first
+        check that failed.
         """
         if not token:
-            raise AuthError("missing bearer token")
+            raise AuthError(AuthFailure.MISSING, "No token was given.")
         if len(token) > MAX_TOKEN_LENGTH:
-            raise AuthError("bearer token is too large")
+            raise AuthError(
+                AuthFailure.MALFORMED,
+                f"The token is malformed: longer than {MAX_TOKEN_LENGTH} characters.",
+            )
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError:
-            raise AuthError("malformed token") from None
+            raise AuthError(
+                AuthFailure.MALFORMED,
+                "The token is malformed: a JWT is three base64url parts separated by dots, "
+                "the first a JSON header.",
+            ) from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._keys:
-            raise AuthError("token algorithm is not allowed")
-        checks_audience = self._audience is not None
-        try:
-            claims = jwt.decode(
-                token,
-                self._keys[alg],
-                algorithms=[alg],
-                audience=self._audience,
-                issuer=self._issuer,
-                # jose checks `iss` whenever an issuer is given, `aud` only when present.
-                options={"verify_aud": checks_audience},
+            raise AuthError(
+                AuthFailure.ALGORITHM,
+                "The token is signed with an algorithm this service does not accept "
+                f"(accepted: {', '.join(self._algorithms)}).",
             )
-        except ExpiredSignatureError:
-            raise AuthError("token has expired") from None
-        except JWTClaimsError as error:
-            # jose's claim messages are fixed texts ("Invalid audience"), never claim values.
-            raise AuthError(f"token claims are invalid: {error}") from None
-        except (JOSEError, TypeError, ValueError, OverflowError):
-            # jose lets TypeError/OverflowError escape for claims like `"exp": null` or 1e999.
-            raise AuthError("token signature or format is invalid") from None
-        if checks_audience and "aud" not in claims:
-            raise AuthError("token claims are invalid: no audience (aud)")
-        self._check_lifetime(claims)
+        try:
+            payload = jws.verify(token, self._keys[alg], algorithms=[alg])
+        except (JOSEError, TypeError, ValueError):
+            raise AuthError(
+                AuthFailure.SIGNATURE,
+                "The token's signature does not verify with this service's key.",
+            ) from None
+        claims = _claims(payload)
+        self._check_times(claims)
+        self._check_audience(claims)
+        self._check_issuer(claims)
         return _principal(claims)
 
-    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
-        """A token without `exp`, or one issued to live for years, is a standing credential."""
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        """Expired or not yet valid; and a token without `exp`, or one issued to live for years,
+        is a standing credential."""
         exp = _numeric_date(claims, "exp")
         if exp is None:
-            raise AuthError("token has no expiry (exp)")
+            raise AuthError(
+                AuthFailure.MISSING_CLAIM, "The token has no expiry claim (exp).", claim="exp"
+            )
         now = time.time()
+        if now >= exp:
+            raise AuthError(AuthFailure.EXPIRED, "The token has expired (exp).")
+        nbf = _numeric_date(claims, "nbf")
+        if nbf is not None and now < nbf:
+            raise AuthError(AuthFailure.NOT_YET_VALID, "The token is not valid yet (nbf).")
         iat = _numeric_date(claims, "iat")
         # An `iat` in the future must not stretch the window: count from now at the latest.
         issued = now if iat is None else min(iat, now)
         if exp - issued > self._max_lifetime:
-            raise AuthError("token lifetime exceeds the allowed maximum")
+            raise AuthError(
+                AuthFailure.LIFETIME,
+                "The token's lifetime (exp after iat) exceeds the allowed maximum of "
+                f"{self._max_lifetime} seconds.",
+            )
+
+    def _check_audience(self, claims: Mapping[str, Any]) -> None:
+        if self._audience is None:
+            return
+        aud = claims.get("aud")
+        if aud is None:
+            raise AuthError(
+                AuthFailure.MISSING_CLAIM, "The token has no audience claim (aud).", claim="aud"
+            )
+        audiences = [aud] if isinstance(aud, str) else aud
+        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+            raise AuthError(
+                AuthFailure.INVALID_CLAIM,
+                "The token's audience claim (aud) is not a string or a list of strings.",
+                claim="aud",
+            )
+        if self._audience not in audiences:
+            raise AuthError(AuthFailure.AUDIENCE, "The token is meant for another audience (aud).")
+
+    def _check_issuer(self, claims: Mapping[str, Any]) -> None:
+        if self._issuer is None:
+            return
+        iss = claims.get("iss")
+        if iss is None:
+            raise AuthError(
+                AuthFailure.MISSING_CLAIM, "The token has no issuer claim (iss).", claim="iss"
+            )
+        if iss != self._issuer:
+            raise AuthError(AuthFailure.ISSUER, "The token was issued by another issuer (iss).")
 
 
 def issue_dev_token(
@@ -350,31 +444,84 @@ def _unescape_pem(text: str) -> str:
     return text
 
 
+def _claims(payload: bytes) -> dict[str, Any]:
+    """The verified payload as a JSON object."""
+    try:
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        claims = None
+    if not isinstance(claims, dict):
+        raise AuthError(
+            AuthFailure.MALFORMED, "The token is malformed: its payload is not a JSON object."
+        )
+    return claims
+
+
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     """A NumericDate claim (RFC 7519: a JSON number), None when absent."""
     value = claims.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AuthError(f"token claims are invalid: {name} must be a number")
+        raise AuthError(
+            AuthFailure.INVALID_CLAIM,
+            f"The token's {name} claim must be a number (seconds since 1970).",
+            claim=name,
+        )
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:  # an integer past float range: later than any allowed lifetime
         return math.inf
+    if math.isnan(number):
+        raise AuthError(
+            AuthFailure.INVALID_CLAIM, f"The token's {name} claim is not a number.", claim=name
+        )
+    return number
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
     sub = claims.get("sub")
+    if sub is None or sub == "":
+        raise AuthError(
+            AuthFailure.MISSING_CLAIM, "The token has no subject claim (sub).", claim="sub"
+        )
     if not isinstance(sub, str) or not sub.strip():
-        raise AuthError("token has no subject (sub)")
+        raise AuthError(
+            AuthFailure.INVALID_CLAIM,
+            "The token's subject claim (sub) must be a non-blank string.",
+            claim="sub",
+        )
     snake, camel = claims.get("org_id"), claims.get("orgId")
     if snake is not None and camel is not None and snake != camel:
-        raise AuthError("token has conflicting org_id and orgId claims")
+        raise AuthError(
+            AuthFailure.INVALID_CLAIM,
+            "The token has conflicting org_id and orgId claims.",
+            claim="org_id",
+        )
     org = snake if snake is not None else camel
+    if org is None or org == "":
+        raise AuthError(
+            AuthFailure.MISSING_CLAIM,
+            "The token has no organisation claim (org_id or orgId).",
+            claim="org_id",
+        )
     if not isinstance(org, str) or not org.strip():
-        raise AuthError("token has no organisation (org_id)")
+        raise AuthError(
+            AuthFailure.INVALID_CLAIM,
+            "The token's organisation claim (org_id) must be a non-blank string.",
+            claim="org_id",
+        )
+    role_claim = claims.get("role")
+    if role_claim is None or role_claim == "":
+        raise AuthError(
+            AuthFailure.MISSING_CLAIM, "The token has no role claim (role).", claim="role"
+        )
     try:
-        role = Role.parse(claims.get("role"))
+        role = Role.parse(role_claim)
     except ValueError:
-        raise AuthError("token role is missing or unknown") from None
+        raise AuthError(
+            AuthFailure.INVALID_CLAIM,
+            "The token's role claim (role) is not one of " + ", ".join(Role.__members__) + ".",
+            claim="role",
+        ) from None
     return Principal(user_id=sub, org_id=org, role=role)

@@ -362,7 +362,7 @@ def test_cookie_authentication_from_another_origin(
         },
         trust_env=False,
     )
-    assert preflight.status_code == 200
+    assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == cross_origin.frontend
     assert preflight.headers["access-control-allow-credentials"] == "true"
     stranger = httpx.options(

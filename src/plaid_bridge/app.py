@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from plaid_bridge.activity import audit
 from plaid_bridge.activity.router import router as activity_router
+from plaid_bridge.api.body_limit import BodyLimitMiddleware
+from plaid_bridge.api.openapi import answers, bearer_scheme, describe_api
 from plaid_bridge.browser.cors import CorsMiddleware
 from plaid_bridge.browser.envelope import OperateEnvelopeMiddleware
 from plaid_bridge.config import API_PREFIX, Settings, load_settings
@@ -40,6 +43,12 @@ from plaid_bridge.webhooks.router import router as webhooks_router
 from plaid_bridge.worker import Worker, default_worker_id
 
 logger = logging.getLogger("plaid_bridge.app")
+_API_DESCRIPTION = """\
+Bank connections through Plaid. Every route under `/api/v1/plaid` but the webhook needs a bearer
+JWT (in development: `plaid-bridge dev-token --user U --org O --role OWNER`, then **Authorize**).
+Every error answer is the JSON envelope `{error: {code, message, needsReauth, retryAfter,
+plaid?}, requestId}`; request bodies over `MAX_REQUEST_BYTES` are refused with 413.
+"""
 
 
 class RequestContextMiddleware:
@@ -119,23 +128,32 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             if owned:
                 await running.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the fastapi-offline package: no CDN.
+    app = FastAPIOffline(
         title="plaid-bridge",
         version="0.1.0",
         summary="Bank connections through Plaid for the business platform.",
+        description=_API_DESCRIPTION,
         lifespan=lifespan,
+        static_url="/docs/static",
+        swagger_ui_parameters={"persistAuthorization": True},
     )
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
     app.include_router(ops_router)
-    limited = [per_user_limit]  # per-user limits: not on the webhook routes
-    app.include_router(connections_router, prefix=API_PREFIX, dependencies=limited)
-    app.include_router(health_router, prefix=API_PREFIX, dependencies=limited)
-    app.include_router(reauth_router, prefix=API_PREFIX, dependencies=limited)
-    app.include_router(activity_router, prefix=API_PREFIX, dependencies=limited)
-    app.include_router(sync_router, prefix=API_PREFIX, dependencies=limited)
-    app.include_router(transactions_router, prefix=API_PREFIX, dependencies=limited)
+    limited = [per_user_limit, bearer_scheme]  # per-user limits: not on the webhook routes
+    # What every authenticated route may answer, besides its own errors.
+    common = answers(401, 429, 503)
+    for router in (
+        connections_router,
+        health_router,
+        reauth_router,
+        activity_router,
+        sync_router,
+        transactions_router,
+    ):
+        app.include_router(router, prefix=API_PREFIX, dependencies=limited, responses=common)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(webhooks_integrations_router)
     if settings.plaid_env == "emulator":
@@ -145,6 +163,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # CORS outside it, so that every answer, an unexpected 500 included, carries the grant.
     if settings.api_response_envelope == "operate":
         app.add_middleware(OperateEnvelopeMiddleware)
+    describe_api(app)
+    # Inside the request context too (its 413 carries the request id), before any route reads,
+    # parses or authenticates.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     if settings.cors_origins:
         app.add_middleware(CorsMiddleware, origins=settings.cors_origins)

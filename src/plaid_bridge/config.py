@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     sync_reconcile_after_seconds: float = Field(default=21_600.0, gt=0, le=30 * 86_400)
     # How long a worker's claim on an inbox row lasts; a crashed worker's rows wait this long.
     worker_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Largest request body any route reads; refused (413) before parsing or authentication.
+    max_request_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1_048_576)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     # Proxies whose X-Forwarded-For/-Proto are believed (addresses, CIDR ranges or `*`);

@@ -13,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plaid_bridge.activity import audit
+from plaid_bridge.api.schemas import NO_CONTROL_CHARACTERS
 from plaid_bridge.logs import request_id_var
 from plaid_bridge.plaid.errors import PlaidError
 from plaid_bridge.plaid.outbound import LimiterUnavailable, LimitReached
@@ -166,11 +167,11 @@ def envelope(error: AppError, request_id: str | None) -> dict[str, Any]:
     return {"error": body, "requestId": request_id}
 
 
-def error_response(error: AppError) -> JSONResponse:
+def error_response(error: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
     """The envelope as a response, with `Retry-After` on 429/503, `WWW-Authenticate` on every
     401 (RFC 9110 requires one), the error's own headers and our request id."""
     request_id = request_id_var.get()
-    headers: dict[str, str] = dict(error.headers)
+    headers = {**error.headers, **(headers or {})}
     if error.status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if error.retry_after is not None:
@@ -180,12 +181,69 @@ def error_response(error: AppError) -> JSONResponse:
     return JSONResponse(envelope(error, request_id), status_code=error.status, headers=headers)
 
 
+# Validation messages: each problem as `field: what is wrong` (`publicToken: field required`),
+# the field as the client spells it, and bad JSON with its line and column.
+
+_MAX_PROBLEMS = 5
+_SOURCES = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    """`accounts[0].name` for ("body", "accounts", 0, "name"); `after` for ("query", "after")."""
+    name = ""
+    for part in location[1:] if location and location[0] in _SOURCES else location:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def _problem(item: Any) -> str:
+    kind, context = item.get("type"), item.get("ctx") or {}
+    if kind == "string_pattern_mismatch" and context.get("pattern") == NO_CONTROL_CHARACTERS:
+        text = "must not contain control characters"
+    else:
+        message = str(item.get("msg") or "is not valid")
+        text = message[:1].lower() + message[1:]
+    return text
+
+
+def _json_position(document: object, position: int) -> str:
+    """`line L, column C` of a character offset into the received text."""
+    if not isinstance(document, str):
+        return f"character {position + 1}"
+    line = document.count("\n", 0, position) + 1
+    column = position - (document.rfind("\n", 0, position) + 1) + 1
+    return f"line {line}, column {column}"
+
+
 def _validation_message(exc: RequestValidationError) -> str:
+    errors = list(exc.errors())
+    for item in errors:
+        if item.get("type") == "json_invalid":
+            location = item.get("loc", ())
+            position = location[-1] if location and isinstance(location[-1], int) else 0
+            reason = (item.get("ctx") or {}).get("error", "invalid JSON")
+            where = _json_position(exc.body, position)
+            return f"The body is not valid JSON: {reason} at {where}."
     parts = []
-    for item in exc.errors()[:5]:
-        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
-        parts.append(f"{location}: {item.get('msg', 'invalid')}" if location else item["msg"])
+    for item in errors[:_MAX_PROBLEMS]:
+        location = tuple(item.get("loc", ()))
+        name = _field_name(location)
+        if not name and location[:1] == ("body",):
+            name = "body"
+        parts.append(f"{name}: {_problem(item)}" if name else _problem(item))
+    if len(errors) > _MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - _MAX_PROBLEMS} more")
     return "; ".join(parts) or "The request was not valid."
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> AppError:
+    """A 400 FastAPI raised because the body could not be decoded at all."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return BadRequest("The body is not valid UTF-8.", code="INVALID_BODY")
+    if isinstance(cause, RecursionError):
+        return BadRequest("The body is nested too deeply.", code="INVALID_BODY")
+    return BadRequest("The body could not be read.", code="INVALID_BODY")
 
 
 async def audit_failure(app: Any, error: AppError) -> None:
@@ -225,9 +283,13 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {404: NotFound, 405: BadRequest, 401: Unauthorized, 403: Forbidden}
         error_type = codes.get(exc.status_code, AppError)
         error = error_type(status=exc.status_code)
-        if exc.status_code == 405:
+        headers: dict[str, str] = {}
+        if exc.status_code == 400:
+            error = _unreadable_body(exc)
+        elif exc.status_code == 405:
             error = BadRequest("Method not allowed.", code="METHOD_NOT_ALLOWED", status=405)
-        return error_response(error)
+            headers = {"Allow": (exc.headers or {}).get("Allow", "")}
+        return error_response(error, headers)
 
     async def on_database(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, sa_exc.SQLAlchemyError)

@@ -230,10 +230,8 @@ def docs_service(tmp_path: Path) -> Iterator[str]:
         yield server.url
 
 
-@pytest.mark.xfail(strict=True, reason="docs assets still come from a CDN")
 def test_docs_render_offline_with_the_authorize_button(browser: Browser, docs_service: str) -> None:
-    # A context of its own: while the assets are missing, Swagger UI's start-up script throws,
-    # which the `page` fixture would report as an error of the test's teardown.
+    # A context of its own, so that the only requests it makes are the docs page's.
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     blocked: list[str] = []

@@ -87,7 +87,7 @@ async def test_metrics_move_with_a_flow(
     after = await scrape(api)
     http = "plaid_bridge_http_request_duration_seconds_count"
     assert value(after, http, method="POST", route=f"{BASE}/exchange-token", status="201") == 1
-    assert value(after, http, method="GET", route=f"{BASE}/accounts/{{item_id}}", status="404") == 1
+    assert value(after, http, method="GET", route=f"{BASE}/accounts/{{itemId}}", status="404") == 1
     assert value(after, http, method="GET", route="/metrics", status="200") == 1
     calls = "plaid_bridge_plaid_calls_total"
     assert (

@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from plaid_bridge.activity.audit import AuditLog
 from plaid_bridge.activity.events import Event
+from plaid_bridge.api.openapi import answers
+from plaid_bridge.api.params import AfterId, ItemIdQuery
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.dependencies import Admin, SessionDep, Viewer
 
@@ -54,11 +56,11 @@ def _next_after(rows: Sequence[Event] | Sequence[AuditLog], limit: int) -> int |
     return rows[-1].id if len(rows) == limit else None
 
 
-@router.get("/events", response_model=EventPage)
+@router.get("/events", response_model=EventPage, responses=answers(400))
 async def list_events(
     caller: Viewer,
     session: SessionDep,
-    after: int = Query(default=0, ge=0),
+    after: AfterId = 0,
     limit: int = Query(default=100, ge=1, le=500),
 ) -> EventPage:
     """Platform notifications of the org, oldest first, after the given id."""
@@ -76,12 +78,12 @@ async def list_events(
     )
 
 
-@router.get("/audit", response_model=AuditPage)
+@router.get("/audit", response_model=AuditPage, responses=answers(400, 403))
 async def list_audit(
     caller: Admin,
     session: SessionDep,
-    item_id: str | None = Query(default=None, alias="itemId", max_length=128),
-    after: int = Query(default=0, ge=0),
+    item_id: ItemIdQuery = None,
+    after: AfterId = 0,
     limit: int = Query(default=100, ge=1, le=500),
 ) -> AuditPage:
     """Audit entries of the org, oldest first, after the given id."""

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
+from plaid_bridge.api.openapi import answers
+from plaid_bridge.api.params import ItemIdPath
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections import reauth, service
 from plaid_bridge.connections.router import connection_out
@@ -26,9 +28,14 @@ class ReauthLinkResponse(CamelModel):
     expiration: datetime
 
 
-@router.post("/connections/{item_id}/reauth", status_code=201, response_model=ReauthLinkResponse)
+@router.post(
+    "/connections/{itemId}/reauth",
+    status_code=201,
+    response_model=ReauthLinkResponse,
+    responses=answers(403, 400, 404, 409, 429, 502, 503),
+)
 async def create_reauth_link(
-    item_id: str,
+    item_id: ItemIdPath,
     caller: Member,
     services: ServicesDep,
     session: SessionDep,
@@ -46,9 +53,13 @@ async def create_reauth_link(
     return ReauthLinkResponse(link_token=link.link_token, expiration=link.expiration)
 
 
-@router.post("/connections/{item_id}/reauth/complete", response_model=ConnectionOut)
+@router.post(
+    "/connections/{itemId}/reauth/complete",
+    response_model=ConnectionOut,
+    responses=answers(403, 400, 404, 409, 429, 502, 503),
+)
 async def complete_reauth(
-    item_id: str, caller: Member, services: ServicesDep, session: SessionDep
+    item_id: ItemIdPath, caller: Member, services: ServicesDep, session: SessionDep
 ) -> ConnectionOut:
     """Confirm a repair with Plaid and reactivate the connection."""
     connection = await service.find_connection(session, caller, item_id)

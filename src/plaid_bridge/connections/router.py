@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
 
+from plaid_bridge.api.openapi import answers
+from plaid_bridge.api.params import ItemIdPath
 from plaid_bridge.connections import service
 from plaid_bridge.connections.models import PlaidAccount, PlaidConnection
 from plaid_bridge.connections.schemas import (
@@ -15,6 +17,7 @@ from plaid_bridge.connections.schemas import (
     ExchangeResponse,
     LinkTokenRequest,
     LinkTokenResponse,
+    PlaidAccountOut,
 )
 from plaid_bridge.db import plain_json
 from plaid_bridge.dependencies import (
@@ -46,12 +49,21 @@ def connection_out(connection: PlaidConnection) -> ConnectionOut:
     )
 
 
-def accounts_out(rows: list[PlaidAccount]) -> list[dict[str, Any]]:
+def accounts_out(rows: list[PlaidAccount]) -> list[PlaidAccountOut]:
     """Accounts as Plaid shapes them, balances as JSON numbers (fresh rows hold Decimals)."""
-    return [plain_json(row.raw) for row in rows]
+    return [PlaidAccountOut.model_validate(plain_json(row.raw)) for row in rows]
 
 
-@router.post("/create-link-token", status_code=201, response_model=LinkTokenResponse)
+# Every Plaid call may end in Plaid's errors as SPEC §5 maps them.
+PLAID_ANSWERS = (400, 404, 409, 429, 502, 503)
+
+
+@router.post(
+    "/create-link-token",
+    status_code=201,
+    response_model=LinkTokenResponse,
+    responses=answers(403, *PLAID_ANSWERS),
+)
 async def create_link_token(
     body: LinkTokenRequest, caller: Member, services: ServicesDep, session: SessionDep
 ) -> LinkTokenResponse:
@@ -65,7 +77,12 @@ async def create_link_token(
     )
 
 
-@router.post("/exchange-token", status_code=201, response_model=ExchangeResponse)
+@router.post(
+    "/exchange-token",
+    status_code=201,
+    response_model=ExchangeResponse,
+    responses=answers(403, *PLAID_ANSWERS),
+)
 async def exchange_token(
     body: ExchangeRequest, caller: Member, services: ServicesDep
 ) -> ExchangeResponse:
@@ -87,14 +104,18 @@ async def list_connections(caller: Viewer, session: SessionDep) -> list[Connecti
     return [connection_out(row) for row in await service.list_connections(session, caller)]
 
 
-@router.get("/accounts/{item_id}")
+@router.get(
+    "/accounts/{itemId}",
+    response_model=list[PlaidAccountOut],
+    responses=answers(*PLAID_ANSWERS),
+)
 async def get_accounts(
-    item_id: str,
+    item_id: ItemIdPath,
     caller: Viewer,
     services: ServicesDep,
     session: SessionDep,
     refresh: Literal["true", "false", "balance"] = Query(default="false"),
-) -> list[dict[str, Any]]:
+) -> list[PlaidAccountOut]:
     """List a connection's accounts, optionally refreshed from Plaid."""
     connection = await service.find_connection(session, caller, item_id)
     if refresh == "false":
@@ -109,9 +130,13 @@ async def get_accounts(
     return accounts_out(rows)
 
 
-@router.delete("/connections/{item_id}", response_model=ConnectionOut)
+@router.delete(
+    "/connections/{itemId}",
+    response_model=ConnectionOut,
+    responses=answers(403, *PLAID_ANSWERS),
+)
 async def remove_connection(
-    item_id: str,
+    item_id: ItemIdPath,
     caller: Admin,
     services: ServicesDep,
     session: SessionDep,

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from plaid_bridge.api.schemas import CamelModel
+from plaid_bridge.api.schemas import NO_CONTROL_CHARACTERS, CamelModel
+from plaid_bridge.connections.account_filters import AccountFilters
+
+
+def _text(max_length: int, min_length: int = 0) -> object:
+    """A printable string of bounded length (no NUL or other control characters)."""
+    return Field(min_length=min_length, max_length=max_length, pattern=NO_CONTROL_CHARACTERS)
 
 
 class LinkTokenRequest(CamelModel):
-    language: str | None = Field(default=None, max_length=8)
-    country_codes: list[str] | None = Field(default=None, max_length=20)
-    products: list[str] | None = Field(default=None, max_length=20)
-    account_filters: dict[str, Any] | None = None
-    user_id: str | None = Field(default=None, max_length=128)
-    webhook_url: str | None = Field(default=None, max_length=2048)
-    redirect_uri: str | None = Field(default=None, max_length=2048)
-    client_name: str | None = Field(default=None, max_length=128)
+    language: Annotated[str, _text(8)] | None = None
+    country_codes: list[Annotated[str, _text(8)]] | None = Field(default=None, max_length=20)
+    products: list[Annotated[str, _text(64)]] | None = Field(default=None, max_length=20)
+    account_filters: AccountFilters | None = Field(
+        default=None,
+        description="Plaid's `account_filters` (snake_case, as Plaid defines it).",
+    )
+    user_id: Annotated[str, _text(128)] | None = None
+    webhook_url: Annotated[str, _text(2048)] | None = None
+    redirect_uri: Annotated[str, _text(2048)] | None = None
+    client_name: Annotated[str, _text(128)] | None = None
 
 
 class LinkTokenResponse(CamelModel):
@@ -28,18 +37,46 @@ class LinkTokenResponse(CamelModel):
 
 
 class SelectedAccount(CamelModel):
-    id: str | None = Field(default=None, max_length=128)
-    name: str = Field(max_length=255)
-    mask: str | None = Field(default=None, max_length=16)
+    id: Annotated[str, _text(128)] | None = None
+    name: Annotated[str, _text(255)]
+    mask: Annotated[str, _text(16)] | None = None
 
 
 class ExchangeRequest(CamelModel):
-    public_token: str = Field(min_length=1, max_length=512)
-    institution_id: str | None = Field(default=None, max_length=64)
-    institution_name: str | None = Field(default=None, max_length=255)
+    public_token: Annotated[str, _text(512, 1)]
+    institution_id: Annotated[str, _text(64)] | None = None
+    institution_name: Annotated[str, _text(255)] | None = None
     accounts: list[SelectedAccount] | None = Field(default=None, max_length=100)
     allow_duplicate: bool = False
-    user_id: str | None = Field(default=None, max_length=128)
+    user_id: Annotated[str, _text(128)] | None = None
+
+
+# Plaid objects pass through as Plaid shapes them: snake_case, with every field Plaid sent (the
+# models name the ones clients rely on; numbers keep their JSON type, int or float).
+_PLAID_OBJECT = ConfigDict(extra="allow")
+
+
+class PlaidBalancesOut(BaseModel):
+    model_config = _PLAID_OBJECT
+    available: int | float | None = None
+    current: int | float | None = None
+    limit: int | float | None = None
+    iso_currency_code: str | None = None
+    unofficial_currency_code: str | None = None
+
+
+class PlaidAccountOut(BaseModel):
+    """A Plaid account object (`/accounts/get`), with its balances."""
+
+    model_config = _PLAID_OBJECT
+    account_id: str
+    name: str
+    official_name: str | None = None
+    mask: str | None = None
+    type: str
+    subtype: str | None = None
+    balances: PlaidBalancesOut
+    verification_status: str | None = None
 
 
 class ExchangeResponse(CamelModel):
@@ -47,7 +84,7 @@ class ExchangeResponse(CamelModel):
     institution_id: str | None
     institution_name: str | None
     status: str
-    accounts: list[dict[str, Any]]
+    accounts: list[PlaidAccountOut]
 
 
 class ConnectionProblem(CamelModel):

@@ -77,7 +77,9 @@ async def create_link_token(
         products=products,
         country_codes=countries,
         language=request.language or settings.plaid_language,
-        account_filters=request.account_filters,
+        account_filters=(
+            request.account_filters.as_plaid() if request.account_filters is not None else None
+        ),
     )
     await audit.record_for(
         session,

@@ -189,7 +189,7 @@ class Metrics:
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's full path template (`/api/v1/plaid/accounts/{item_id}`).
+    """The matched route's full path template (`/api/v1/plaid/accounts/{itemId}`).
 
     The router's prefix is recovered from the request path: the route's own template, filled
     with the request's path parameters, is the path's tail. Where that does not hold (a prefix

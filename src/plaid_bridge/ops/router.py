@@ -6,8 +6,11 @@ import logging
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import Field
 from sqlalchemy import text
 
+from plaid_bridge.api.openapi import answers
+from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.errors import Unavailable
 from plaid_bridge.ops import migrate
 from plaid_bridge.services import Services
@@ -16,14 +19,23 @@ router = APIRouter(tags=["ops"])
 logger = logging.getLogger("plaid_bridge.ops")
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+class Alive(CamelModel):
+    status: str = "ok"
+
+
+class Ready(CamelModel):
+    status: str = "ready"
+    migration: str = Field(description="The database's Alembic revision (the head).")
+
+
+@router.get("/healthz", response_model=Alive)
+async def healthz() -> Alive:
     """The process is alive."""
-    return {"status": "ok"}
+    return Alive()
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> dict[str, str]:
+@router.get("/readyz", response_model=Ready, responses=answers(503))
+async def readyz(request: Request) -> Ready:
     """The database is reachable and its schema is at the latest migration."""
     services: Services = request.app.state.services
     try:
@@ -40,10 +52,14 @@ async def readyz(request: Request) -> dict[str, str]:
             code="MIGRATIONS_PENDING",
             retry_after=30,
         )
-    return {"status": "ready", "migration": current or ""}
+    return Ready(migration=current or "")
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process."""
     services: Services = request.app.state.services

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from plaid_bridge.activity import audit
+from plaid_bridge.api.openapi import answers
+from plaid_bridge.api.params import ItemIdPath
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections.service import find_connection
 from plaid_bridge.connections.tokens import ConnectionRemoved
@@ -20,8 +22,13 @@ class SyncRequested(CamelModel):
     sync_requested: bool = True
 
 
-@router.post("/connections/{item_id}/sync", status_code=202, response_model=SyncRequested)
-async def trigger_sync(item_id: str, caller: Member, session: SessionDep) -> SyncRequested:
+@router.post(
+    "/connections/{itemId}/sync",
+    status_code=202,
+    response_model=SyncRequested,
+    responses=answers(403, 404, 409),
+)
+async def trigger_sync(item_id: ItemIdPath, caller: Member, session: SessionDep) -> SyncRequested:
     """Ask for a transactions sync; coalesces with one already queued or running."""
     connection = await find_connection(session, caller, item_id)
     audit.begin_for(caller, SYNC_REQUESTED, item_id)

@@ -50,9 +50,8 @@ def decode_cursor(item_id: str, cursor: str) -> Position:
         valid = (
             version == _VERSION
             and owner == item_id
-            and type(seq) is int
-            and seq >= 0
-            and isinstance(transaction_id, str)
+            and cursors.is_row_number(seq)
+            and cursors.is_id_text(transaction_id)
         )
     except ValueError:  # InvalidCursor, or an array of another length
         valid = False

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from plaid_bridge.api.openapi import answers
+from plaid_bridge.api.params import AccountIdQuery, FeedCursor, ItemIdPath, ItemIdQuery, ListCursor
 from plaid_bridge.connections.service import find_connection
 from plaid_bridge.dependencies import SessionDep, Viewer
 from plaid_bridge.transactions import service
@@ -18,15 +20,15 @@ JSON = "application/json"
 
 
 @router.get(
-    "/transactions/{item_id}/sync",
+    "/transactions/{itemId}/sync",
     response_class=Response,
-    responses={200: {"model": FeedPageOut, "content": {JSON: {}}}},
+    responses={200: {"model": FeedPageOut, "content": {JSON: {}}}, **answers(400, 404)},
 )
 async def transactions_feed(
-    item_id: str,
+    item_id: ItemIdPath,
     caller: Viewer,
     session: SessionDep,
-    cursor: Annotated[str, Query(max_length=1024)] = "",
+    cursor: FeedCursor = "",
     count: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     """Changes to a connection's stored transactions since a cursor of this feed."""
@@ -38,17 +40,17 @@ async def transactions_feed(
 @router.get(
     "/transactions",
     response_class=Response,
-    responses={200: {"model": TransactionPageOut, "content": {JSON: {}}}},
+    responses={200: {"model": TransactionPageOut, "content": {JSON: {}}}, **answers(400, 404)},
 )
 async def list_transactions(
     caller: Viewer,
     session: SessionDep,
-    item_id: Annotated[str | None, Query(alias="itemId", max_length=128)] = None,
-    account_id: Annotated[str | None, Query(alias="accountId", max_length=128)] = None,
+    item_id: ItemIdQuery = None,
+    account_id: AccountIdQuery = None,
     start_date: Annotated[dt.date | None, Query(alias="startDate")] = None,
     end_date: Annotated[dt.date | None, Query(alias="endDate")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    after: Annotated[str | None, Query(max_length=256)] = None,
+    after: ListCursor = None,
 ) -> Response:
     """The org's stored transactions, newest first."""
     body = await service.list_transactions(

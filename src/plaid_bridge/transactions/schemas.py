@@ -7,12 +7,13 @@ The pydantic models here only document the shapes in OpenAPI.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from plaid_bridge.api.schemas import CamelModel
 
@@ -72,6 +73,25 @@ def list_json(transactions: Iterable[str], next_after: str | None) -> str:
     return '{"transactions":' + _array(transactions) + ',"nextAfter":' + _encode(next_after) + "}"
 
 
+class PlaidTransactionOut(BaseModel):
+    """A Plaid transaction as Plaid shapes it (snake_case), `amount` exact; every field Plaid sent
+    is kept, the model names those clients rely on."""
+
+    model_config = ConfigDict(extra="allow")
+    transaction_id: str
+    account_id: str
+    amount: float = Field(description="Positive for money out, as Plaid signs it; exact digits.")
+    iso_currency_code: str | None = None
+    unofficial_currency_code: str | None = None
+    date: dt.date
+    authorized_date: dt.date | None = None
+    name: str | None = None
+    merchant_name: str | None = None
+    pending: bool
+    pending_transaction_id: str | None = None
+    payment_channel: str | None = None
+
+
 class RemovedTransactionOut(BaseModel):
     transaction_id: str
     account_id: str
@@ -80,8 +100,8 @@ class RemovedTransactionOut(BaseModel):
 class FeedPageOut(CamelModel):
     """Documentation of the feed page (transactions are Plaid objects, snake_case)."""
 
-    transactions: list[dict[str, Any]]
-    modified: list[dict[str, Any]]
+    transactions: list[PlaidTransactionOut]
+    modified: list[PlaidTransactionOut]
     removed: list[RemovedTransactionOut]
     next_cursor: str
     has_more: bool
@@ -90,5 +110,5 @@ class FeedPageOut(CamelModel):
 class TransactionPageOut(CamelModel):
     """Documentation of a page of `GET /transactions`, newest first."""
 
-    transactions: list[dict[str, Any]]
+    transactions: list[PlaidTransactionOut]
     next_after: str | None

@@ -32,7 +32,7 @@ class After:
         """400 INVALID_CURSOR unless `text` came from `encode`."""
         try:
             day, row_id = cursors.decode(text)
-            if type(row_id) is not int or not isinstance(day, str):
+            if not cursors.is_row_number(row_id) or not cursors.is_id_text(day, 10):
                 raise TypeError("bad cursor")
             return cls(dt.date.fromisoformat(day), row_id)
         except (ValueError, TypeError):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.requests import ClientDisconnect
 
+from plaid_bridge.api.openapi import answers, bearer_scheme
+from plaid_bridge.api.params import AfterId, ItemIdQuery
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.dependencies import Admin, ServicesDep, SessionDep, per_user_limit
 from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
@@ -31,6 +33,45 @@ router = APIRouter(tags=["webhooks"])
 """Mounted under the API prefix."""
 integrations_router = APIRouter(tags=["webhooks"])
 """The old module's webhook URL, which operators may still have registered at Plaid."""
+
+
+class WebhookReceived(CamelModel):
+    received: bool = True
+
+
+class ReplayAccepted(CamelModel):
+    replayed: bool = True
+    event_id: int
+
+
+# The webhook's body is read raw (its hash is signed), so OpenAPI learns its shape from here.
+_WEBHOOK_DOCUMENT: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Plaid-Verification",
+            "in": "header",
+            "required": False,
+            "description": "Plaid's signed JWT over the body (ES256); without it: 401.",
+            "schema": {"type": "string"},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A Plaid webhook, as Plaid sent it.",
+                    "properties": {
+                        "webhook_type": {"type": "string"},
+                        "webhook_code": {"type": "string"},
+                        "item_id": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+}
 
 
 async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -67,7 +108,7 @@ def _wake_worker(request: Request) -> None:
         logger.warning("webhooks.worker_wakeup_failed", exc_info=True)
 
 
-async def receive_webhook(request: Request, services: ServicesDep) -> dict[str, bool]:
+async def receive_webhook(request: Request, services: ServicesDep) -> WebhookReceived:
     """Receive a Plaid webhook: verify it, store it, acknowledge it."""
     body = await read_capped(request)
     verified: VerifiedWebhook | None = None
@@ -93,7 +134,7 @@ async def receive_webhook(request: Request, services: ServicesDep) -> dict[str, 
         # Either way it is acknowledged and changes nothing.
         services.metrics.webhook_received(None, None, "duplicate")
         logger.warning("webhooks.replay_ignored")
-        return {"received": True}
+        return WebhookReceived()
     item_id_var.set(event.item_id)
     services.metrics.webhook_received(event.webhook_type, event.webhook_code, "received")
     logger.info(
@@ -105,27 +146,40 @@ async def receive_webhook(request: Request, services: ServicesDep) -> dict[str, 
         },
     )
     _wake_worker(request)
-    return {"received": True}
+    return WebhookReceived()
 
 
-router.add_api_route("/webhook", receive_webhook, methods=["POST"], status_code=200)
+_WEBHOOK_ROUTE: dict[str, Any] = {
+    "methods": ["POST"],
+    "status_code": 200,
+    "response_model": WebhookReceived,
+    "responses": answers(400, 401, 413, 503),
+    "openapi_extra": _WEBHOOK_DOCUMENT,
+}
+router.add_api_route("/webhook", receive_webhook, **_WEBHOOK_ROUTE)
 integrations_router.add_api_route(
-    "/api/v1/integrations/plaid/webhook", receive_webhook, methods=["POST"], status_code=200
+    "/api/v1/integrations/plaid/webhook", receive_webhook, **_WEBHOOK_ROUTE
 )
 
 
-@router.post("/webhooks/{eventId}/replay", status_code=202, dependencies=[per_user_limit])
+@router.post(
+    "/webhooks/{eventId}/replay",
+    status_code=202,
+    dependencies=[per_user_limit, bearer_scheme],
+    response_model=ReplayAccepted,
+    responses=answers(400, 401, 403, 404, 409, 429, 503),
+)
 async def replay_webhook(
     event_id: Annotated[int, Path(alias="eventId", ge=1, le=MAX_EVENT_ID)],
     caller: Admin,
     services: ServicesDep,
     request: Request,
-) -> dict[str, bool | int]:
+) -> ReplayAccepted:
     """Re-process a stored webhook of the org."""
     async with services.database.transaction() as session:
         await intake.replay(session, caller, event_id)
     _wake_worker(request)
-    return {"replayed": True, "eventId": event_id}
+    return ReplayAccepted(event_id=event_id)
 
 
 class InboxRow(CamelModel):
@@ -159,13 +213,18 @@ class InboxPage(CamelModel):
     next_after: int | None
 
 
-@router.get("/webhooks", response_model=InboxPage, dependencies=[per_user_limit])
+@router.get(
+    "/webhooks",
+    response_model=InboxPage,
+    dependencies=[per_user_limit, bearer_scheme],
+    responses=answers(400, 401, 403, 429, 503),
+)
 async def list_webhooks(
     caller: Admin,
     session: SessionDep,
     status: Annotated[InboxStatus | None, Query()] = None,
-    item_id: Annotated[str | None, Query(alias="itemId", max_length=128)] = None,
-    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
+    item_id: ItemIdQuery = None,
+    after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> InboxPage:
     """Stored webhooks of the org's Items, oldest first, after the given id (to find one to

@@ -13,7 +13,8 @@ from tests.conftest import Api
 pytestmark = pytest.mark.anyio
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
-UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics"}
+# The development token endpoint (emulator mode only) is where a token comes from.
+UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics", "/api/v1/plaid/dev/token"}
 WEBHOOKS = {"/api/v1/plaid/webhook", "/api/v1/integrations/plaid/webhook"}
 
 

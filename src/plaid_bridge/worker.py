@@ -1,5 +1,6 @@
 """The worker: two loops, one over the webhook inbox (`webhooks/inbox.py`) and one over the sync
-queue (`sync/queue.py`), and `serve` for `plaid-bridge worker`.
+queue (`sync/queue.py`, and the removals at Plaid still owed, `connections/removal.py`), and
+`serve` for `plaid-bridge worker`.
 
 Runs embedded in the API process (`WORKER_MODE=embedded`) or standalone; any number may run
 against one database: both queues hand work out under leases.
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from plaid_bridge.config import Settings
+from plaid_bridge.connections import removal
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks.inbox import Inbox
@@ -160,14 +162,17 @@ class Worker:
     # ---- the sync queue -------------------------------------------------------------------
 
     async def run_sync_queue(self) -> int:
-        """Due syncs, and every `reconcile_interval` seconds a sync for connections gone stale
-        (missed-webhook recovery). Returns the number of syncs run."""
+        """Due removals at Plaid, due syncs, and every `reconcile_interval` seconds a sync for
+        connections gone stale (missed-webhook recovery). Returns the number of removals and
+        syncs tried."""
+        removals = await removal.process_due(self.services, limit=self.batch)
         if time.monotonic() >= self._next_reconcile:
             await sync_queue.enqueue_stale(self.services)
             self._next_reconcile = time.monotonic() + self.reconcile_interval
-        return await sync_queue.process_due(
+        syncs = await sync_queue.process_due(
             self.services, worker_id=self.worker_id, limit=self.batch
         )
+        return removals + syncs
 
 
 async def serve(settings: Settings) -> None:

@@ -30,7 +30,10 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+"""The request's transaction. Function-scoped: it commits when the route function returns and
+before the response is sent, so a client never reads a 2xx for work that is not durable, and a
+commit that fails becomes the error answer (503 DATABASE_UNAVAILABLE when the database is gone)."""
 
 
 def _bearer(request: Request) -> str:

@@ -44,8 +44,9 @@ async def _exists_at_plaid(api: Api, token: str) -> bool:
     try:
         await api.services.plaid.get_item(access_token=token)
     except PlaidError as error:
-        assert error.error_class is PlaidErrorClass.GONE, error
-        return False
+        if error.error_class is PlaidErrorClass.GONE:
+            return False
+        raise
     return True
 
 

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 TRANSACTIONS = 50_000
 PAGE_SIZE = 500  # Plaid's largest page: 100 pages for the update
 UNLIMITED = "/transactions/sync=1000/item"
-PAGE_LATENCY_MS = 250  # while the first worker runs, so that it is stopped in the middle
+PAGE_LATENCY_MS = 400  # while the first worker runs: 90 pages left would take 36 s
 STOP_AT_PAGE = 10
 RESUME_SECONDS = 60.0
 GRACE_SECONDS = 20.0  # the default SHUTDOWN_GRACE_SECONDS

@@ -40,7 +40,7 @@ from plaid_bridge.sync.router import router as sync_router
 from plaid_bridge.transactions.router import router as transactions_router
 from plaid_bridge.webhooks.router import integrations_router as webhooks_integrations_router
 from plaid_bridge.webhooks.router import router as webhooks_router
-from plaid_bridge.worker import Worker, default_worker_id
+from plaid_bridge.worker import Worker, default_worker_id, stop_within
 
 logger = logging.getLogger("plaid_bridge.app")
 _API_DESCRIPTION = """\
@@ -124,7 +124,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         finally:
             stop_worker.set()
             if worker_task is not None:
-                await worker_task  # finishes the row in progress, releases the rest
+                # Open requests had the first half of the grace (`plaid-bridge serve`).
+                await stop_within(worker_task, stop_worker, settings.shutdown_grace_seconds / 2)
             if owned:
                 await running.aclose()
 

@@ -121,6 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=settings.web_concurrency,
         proxy_headers=False,  # the app applies FORWARDED_ALLOW_IPS itself (create_app)
+        # Half the grace for open requests; the embedded worker stops within the other half.
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds / 2)),
         access_log=False,
         log_config=None,
     )
@@ -232,6 +234,8 @@ def _dev(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             proxy_headers=False,  # the app applies FORWARDED_ALLOW_IPS itself (create_app)
+            # Half the grace for open requests; the embedded worker stops within the other half.
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds / 2)),
             access_log=False,
             log_config=None,
         )

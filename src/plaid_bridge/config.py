@@ -133,12 +133,18 @@ class Settings(BaseSettings):
     sync_max_restarts: int = Field(default=5, ge=0, le=100)
     sync_max_attempts: int = Field(default=8, ge=1, le=100)
     sync_retry_backoff_seconds: float = Field(default=30.0, ge=0, le=86_400)
-    sync_lease_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # A sync's claim: renewed every third of it while the run lasts, so a dead worker's sync is
+    # taken over by another within this long.
+    sync_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
     sync_reconcile_after_seconds: float = Field(default=21_600.0, gt=0, le=30 * 86_400)
     # How long a worker's claim on an inbox row lasts; a crashed worker's rows wait this long.
     worker_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Largest request body any route reads; refused (413) before parsing or authentication.
     max_request_bytes: int = Field(default=65_536, ge=1_024, le=16 * 1_048_576)
+    # How long a stopping process (SIGTERM) may take: running syncs are interrupted and handed
+    # back at once, the webhook in progress finishes; whatever is left after this is cancelled.
+    # Under `plaid-bridge serve`, open requests get half of it and the embedded worker the rest.
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     # Proxies whose X-Forwarded-For/-Proto are believed (addresses, CIDR ranges or `*`);

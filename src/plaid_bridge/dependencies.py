@@ -41,10 +41,10 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-# scope="function": the commit runs before the response is sent (FastAPI's default runs the end
-# of a yield dependency after sending), so a client never reads its own write as not yet made,
-# and a failed commit answers with its error instead of a success already on the wire.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+"""The request's transaction. Function-scoped: it commits when the route function returns and
+before the response is sent, so a client never reads a 2xx for work that is not durable, and a
+commit that fails becomes the error answer (503 DATABASE_UNAVAILABLE when the database is gone)."""
 
 
 async def _authenticated(request: Request, services: ServicesDep) -> Caller:

@@ -1,13 +1,17 @@
 """The worker: two loops, one over the webhook inbox (`webhooks/inbox.py`) and one over the sync
-queue (`sync/queue.py`), and `serve` for `plaid-bridge worker`.
+queue (`sync/queue.py`, and the removals at Plaid still owed, `connections/removal.py`), and
+`serve` for `plaid-bridge worker`.
 
 Runs embedded in the API process (`WORKER_MODE=embedded`) or standalone; any number may run
-against one database: both queues hand work out under leases.
+against one database: every queue hands work out under leases. Stopping (`stop_within`) takes at
+most a grace period: running syncs are interrupted and handed back at once, the webhook in
+progress is finished, and whatever is still running when the grace ends is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -16,12 +20,15 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import anyio
+
 from plaid_bridge.config import Settings
+from plaid_bridge.connections import removal
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks.inbox import Inbox
 
-__all__ = ["Worker", "default_worker_id", "serve"]
+__all__ = ["Worker", "default_worker_id", "serve", "stop_within"]
 
 logger = logging.getLogger("plaid_bridge.worker")
 
@@ -73,6 +80,7 @@ class Worker:
         self.wakeup = asyncio.Event()
         self._sync_wakeup = asyncio.Event()
         self._stop: asyncio.Event | None = None
+        self._sync_pass: anyio.CancelScope | None = None
         self._next_reconcile = 0.0
 
     # ---- the loop -------------------------------------------------------------------------
@@ -89,17 +97,38 @@ class Worker:
         sync (minutes under Plaid's rate limits) never holds up webhooks. A pass that found work
         is followed at once by the next; otherwise a loop waits up to `poll_interval` or until
         woken (`wakeup` by the webhook intake; the sync loop by inbox rows that were applied).
-        On stop, the row in progress is finished and the rest of the batch is released."""
+        On stop, the row in progress is finished and the rest of the batch is released; running
+        syncs are interrupted at once and their requests handed back to any worker."""
         self._stop = stop
         logger.info("worker.started", extra={"worker_id": self.worker_id})
         try:
             await asyncio.gather(
                 self._loop(stop, self._inbox_pass, self.wakeup, "inbox"),
-                self._loop(stop, self.run_sync_queue, self._sync_wakeup, "sync"),
+                self._loop(stop, self._interruptible_sync_pass, self._sync_wakeup, "sync"),
+                self._interrupt_syncs_on(stop),
             )
         finally:
             self._stop = None
             logger.info("worker.stopped", extra={"worker_id": self.worker_id})
+
+    async def _interruptible_sync_pass(self) -> int:
+        """One sync-loop pass that `stop` cancels: a sync may run for minutes under Plaid's rate
+        limits, and another worker can take it over at once (nothing of an interrupted update is
+        stored, so it starts again from the stored cursor)."""
+        with anyio.CancelScope() as scope:
+            self._sync_pass = scope
+            if self._stopping():
+                scope.cancel()
+            try:
+                return await self.run_sync_queue()
+            finally:
+                self._sync_pass = None
+        return 0  # interrupted: the claimed requests were handed back
+
+    async def _interrupt_syncs_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        if self._sync_pass is not None:
+            self._sync_pass.cancel()
 
     async def _inbox_pass(self) -> int:
         handled = await self.process_inbox()
@@ -160,18 +189,38 @@ class Worker:
     # ---- the sync queue -------------------------------------------------------------------
 
     async def run_sync_queue(self) -> int:
-        """Due syncs, and every `reconcile_interval` seconds a sync for connections gone stale
-        (missed-webhook recovery). Returns the number of syncs run."""
+        """Due removals at Plaid, due syncs, and every `reconcile_interval` seconds a sync for
+        connections gone stale (missed-webhook recovery). Returns the number of removals and
+        syncs tried."""
+        removals = await removal.process_due(self.services, limit=self.batch)
         if time.monotonic() >= self._next_reconcile:
             await sync_queue.enqueue_stale(self.services)
             self._next_reconcile = time.monotonic() + self.reconcile_interval
-        return await sync_queue.process_due(
+        syncs = await sync_queue.process_due(
             self.services, worker_id=self.worker_id, limit=self.batch
         )
+        return removals + syncs
+
+
+async def stop_within(task: asyncio.Task[None], stop: asyncio.Event, grace: float) -> None:
+    """Stop a worker running as `task` (its `run_forever(stop)`), within `grace` seconds: set
+    `stop`, wait for it, and past the grace cancel what is left (a cancelled webhook row or sync
+    stores nothing; its lease runs out). Returns within about `grace` seconds in any case."""
+    stop.set()
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        logger.warning("worker.stop_overdue", extra={"grace_seconds": grace})
+        task.cancel()
+        # Cancelled work closes its sessions shielded; a database that hangs is not waited for.
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+    if done:
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
 
 
 async def serve(settings: Settings) -> None:
-    """`plaid-bridge worker`: run until SIGTERM or SIGINT, finishing the row in progress."""
+    """`plaid-bridge worker`: run until SIGTERM or SIGINT, then stop within
+    `shutdown_grace_seconds` (`stop_within`)."""
     services = build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -180,9 +229,13 @@ async def serve(settings: Settings) -> None:
     worker = Worker(
         services, worker_id=default_worker_id(), lease_seconds=settings.worker_lease_seconds
     )
+    task = asyncio.create_task(worker.run_forever(stop))
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await worker.run_forever(stop)
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await stop_within(task, stop, settings.shutdown_grace_seconds)
     finally:
+        stopping.cancel()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await services.aclose()

@@ -11,7 +11,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from sqlalchemy import text
 
+from plaid_bridge.db import Database
 from plaid_bridge.sync.engine import Outcome, sync_item
 from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, UNREACHABLE_WEBHOOK, Api
 from tests.sync.conftest import PAGE_SIZE
@@ -32,6 +34,23 @@ async def main() -> None:
 
 anyio.run(main)
 """
+
+
+async def _dead_session_gone(database: Database) -> None:
+    """PostgreSQL ends a killed client's session (and its Item lock) a moment after the kill,
+    once it reads the closed socket: wait for that, bounded."""
+    if database.dialect != "postgresql":
+        return
+    held = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with anyio.fail_after(10):
+        while True:
+            async with database.transaction() as session:
+                if not await session.scalar(held):
+                    return
+            await anyio.sleep(0.02)
 
 
 async def test_killed_worker_leaves_the_previous_state(
@@ -72,6 +91,7 @@ async def test_killed_worker_leaves_the_previous_state(
             with anyio.fail_after(10):
                 await process.wait()
     await emulator_control.delete("/emulator/faults")
+    await _dead_session_gone(services.database)
 
     assert await cursor_of(services.database, item_id) == cursor
     assert await stored(services.database, item_id) == before

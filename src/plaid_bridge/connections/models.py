@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from plaid_bridge.db import Base, utcnow
@@ -102,3 +102,23 @@ class PlaidAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     connection: Mapped[PlaidConnection] = relationship(back_populates="accounts")
+
+
+class ItemRemoval(Base):
+    """An Item removed here whose removal at Plaid is not confirmed yet (`connections/removal.py`).
+
+    Written in the transaction that marks the connection REMOVED and erases its token, so the
+    removal at Plaid is owed durably before Plaid is asked; deleted once Plaid confirms (or says
+    the Item is already gone). It holds the last copy of the access token, encrypted like the
+    connection's was. `not_before` is both the retry backoff and the lease of whoever is trying.
+    """
+
+    __tablename__ = "plaid_item_removals"
+    __table_args__ = (Index(None, "not_before"),)
+
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    access_token_encrypted: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(64))
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)

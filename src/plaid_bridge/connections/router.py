@@ -139,12 +139,8 @@ async def remove_connection(
     item_id: ItemIdPath,
     caller: Admin,
     services: ServicesDep,
-    session: SessionDep,
     purge: bool = False,
 ) -> ConnectionOut:
-    """Disconnect a bank: remove the Item at Plaid and erase its token."""
-    connection = await service.find_connection(session, caller, item_id)
-    removed = await service.remove(
-        services=services, session=session, caller=caller, connection=connection, purge=purge
-    )
+    """Disconnect a bank: erase its token, then remove the Item at Plaid."""
+    removed = await service.remove(services=services, caller=caller, item_id=item_id, purge=purge)
     return connection_out(removed)

@@ -1,7 +1,8 @@
 """Connecting a bank and managing the connection: link tokens, exchange, accounts, removal.
 
-Services flush, never commit: the route's transaction (or, for the exchange, the one transaction
-this module opens so it can undo the Item at Plaid) decides.
+Services flush, never commit: the route's transaction decides, except for the two flows that
+must know their commit succeeded before (removal) or after (exchange) calling Plaid, which open
+their own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.activity import audit, events
-from plaid_bridge.connections import lifecycle
+from plaid_bridge.connections import lifecycle, removal
 from plaid_bridge.connections.models import (
     LIVE_STATUSES,
     ConnectionStatus,
@@ -26,7 +27,7 @@ from plaid_bridge.connections.tokens import decrypt_access_token
 from plaid_bridge.db import utcnow
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
 from plaid_bridge.logs import item_id_var
-from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+from plaid_bridge.plaid.errors import PlaidError
 from plaid_bridge.plaid.types import Account, LinkToken
 from plaid_bridge.security.caller import Caller
 from plaid_bridge.services import Services
@@ -305,45 +306,47 @@ async def refresh_accounts(
 
 
 async def remove(
-    *,
-    services: Services,
-    session: AsyncSession,
-    caller: Caller,
-    connection: PlaidConnection,
-    purge: bool,
+    *, services: Services, caller: Caller, item_id: str, purge: bool
 ) -> PlaidConnection:
-    """Remove the Item at Plaid (already gone is fine), erase the token, mark it REMOVED."""
-    audit.begin_for(caller, CONNECTION_REMOVED, connection.item_id)
-    plaid_request_id = None
-    if connection.access_token_encrypted is not None:
-        token = await decrypt_access_token(connection, cipher=services.cipher)
-        try:
-            plaid_request_id = await services.plaid.remove_item(access_token=token)
-        except PlaidError as error:
-            if error.error_class is not PlaidErrorClass.GONE:
-                raise
-    connection.access_token_encrypted = None
-    connection.cursor = None
-    if purge:
-        await session.execute(
-            delete(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
+    """Disconnect a bank: the token erased and the connection REMOVED, durably, then the Item
+    removed at Plaid (already gone is fine).
+
+    Opens its own transaction (like the exchange), because Plaid must be asked only after the
+    local removal committed: the removal at Plaid is owed in that same transaction
+    (`removal.record`), so a failed commit never reaches Plaid, and a Plaid failure after it
+    leaves the owed removal to the worker, which retries until Plaid confirms. The answer is
+    REMOVED either way. Raises NotFound for another org's or an unknown Item.
+    """
+    token: str | None = None
+    async with services.database.transaction() as session:
+        connection = await find_connection(session, caller, item_id)
+        audit.begin_for(caller, CONNECTION_REMOVED, item_id)
+        if connection.access_token_encrypted is not None:
+            token = await decrypt_access_token(connection, cipher=services.cipher)
+            await removal.record(
+                session,
+                item_id=item_id,
+                access_token_encrypted=connection.access_token_encrypted,
+                held_for=removal.lease(services),
+            )
+        connection.access_token_encrypted = None
+        connection.cursor = None
+        if purge:
+            await session.execute(
+                delete(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
+            )
+        await audit.record_for(
+            session, caller, CONNECTION_REMOVED, item_id=item_id, details={"purge": purge}
         )
-    await audit.record_for(
-        session,
-        caller,
-        CONNECTION_REMOVED,
-        item_id=connection.item_id,
-        plaid_request_id=plaid_request_id,
-        details={"purge": purge},
-    )
-    await lifecycle.transition(
-        session,
-        connection,
-        ConnectionStatus.REMOVED,
-        actor=caller.user_id,
-        request_id=caller.request_id,
-        plaid_request_id=plaid_request_id,
-    )
-    connection.removed_at = utcnow()
-    await session.flush()
+        await lifecycle.transition(
+            session,
+            connection,
+            ConnectionStatus.REMOVED,
+            actor=caller.user_id,
+            request_id=caller.request_id,
+        )
+        connection.removed_at = utcnow()
+        await session.flush()
+    if token is not None:
+        await removal.remove_at_plaid(services, item_id=item_id, access_token=token)
     return connection

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from plaid_bridge.activity.audit import AuditLog
 from plaid_bridge.activity.events import Event
-from plaid_bridge.connections.models import PlaidAccount, PlaidConnection
+from plaid_bridge.connections.models import ItemRemoval, PlaidAccount, PlaidConnection
 from plaid_bridge.db import Base
 from plaid_bridge.sync.models import SyncRequest, SyncRun
 from plaid_bridge.transactions.models import PlaidTransaction
@@ -36,6 +36,7 @@ __all__ = [
 TABLES = (
     AuditLog,
     Event,
+    ItemRemoval,
     PlaidAccount,
     PlaidConnection,
     PlaidTransaction,

@@ -2,10 +2,12 @@
 
 `plaid_sync_requests` holds at most one row per Item (see `requests.request_sync`). A worker
 claims due rows (QUEUED and due, or RUNNING with an expired lease: its worker died), marks them
-RUNNING under its name, renews the lease while the engine runs, then settles each row: a request
-that arrived meanwhile (`rerun`) queues exactly one more pass, a success deletes the row, a failure
-worth retrying backs off, and after `sync_max_attempts` failures the request is dropped and
-recorded as an abandoned run (the reconciler queues the Item again later).
+RUNNING under its name, renews the lease (`sync_lease_seconds`, every third of it) while the
+engine runs, then settles each row: a request that arrived meanwhile (`rerun`) queues exactly one
+more pass, a success deletes the row, a failure worth retrying backs off, and after
+`sync_max_attempts` failures the request is dropped and recorded as an abandoned run (the
+reconciler queues the Item again later). A run cancelled because its worker is stopping hands its
+row back, due at once for any worker.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,6 +37,7 @@ ABANDONED = "abandoned"
 RECONCILE_REASON = "reconcile"
 _MAX_BACKOFF = timedelta(hours=6)
 _BUSY_DELAY = timedelta(seconds=5)
+_RELEASE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +90,44 @@ async def _claim(services: Services, worker_id: str, limit: int) -> list[_Claim]
 
 
 async def _keep_lease(services: Services, worker_id: str, item_id: str) -> None:
-    """Renew the claim every third of the lease while the run lasts (cancelled when it ends)."""
+    """Renew the claim every third of the lease while the run lasts (cancelled when it ends).
+
+    A renewal that fails (the database briefly away) is logged and tried again at the next
+    third: the run goes on, and the lease still has two thirds left."""
     lease = services.settings.sync_lease_seconds
     while True:
         await anyio.sleep(lease / 3)
-        async with services.database.transaction() as session:
-            await session.execute(
-                update(SyncRequest)
-                .where(SyncRequest.item_id == item_id, SyncRequest.claimed_by == worker_id)
-                .values(claimed_until=utcnow() + timedelta(seconds=lease))
-                .execution_options(synchronize_session=False)
+        try:
+            async with services.database.transaction() as session:
+                await session.execute(
+                    update(SyncRequest)
+                    .where(SyncRequest.item_id == item_id, SyncRequest.claimed_by == worker_id)
+                    .values(claimed_until=utcnow() + timedelta(seconds=lease))
+                    .execution_options(synchronize_session=False)
+                )
+        except SQLAlchemyError as error:
+            logger.warning(
+                "plaid.sync.lease_not_renewed",
+                extra={"item_id": item_id, "error_type": type(error).__name__},
             )
+
+
+async def _release(services: Services, worker_id: str, claim: _Claim) -> None:
+    """Hand an interrupted run's request back (the worker is stopping): queued, due at once for
+    any worker, its attempts unchanged. Bounded in time: if the database does not answer, the
+    lease runs out instead."""
+    mine = and_(SyncRequest.item_id == claim.item_id, SyncRequest.claimed_by == worker_id)
+    with anyio.move_on_after(_RELEASE_SECONDS):
+        try:
+            async with services.database.transaction() as session:
+                await _requeue(session, mine, not_before=utcnow())
+        except SQLAlchemyError as error:
+            logger.warning(
+                "plaid.sync.not_released",
+                extra={"item_id": claim.item_id, "error_type": type(error).__name__},
+            )
+            return
+        logger.info("plaid.sync.released", extra={"item_id": claim.item_id})
 
 
 def _backoff(settings: Settings, attempts: int) -> timedelta:
@@ -202,10 +233,17 @@ def _record_abandoned(
 
 
 async def _execute(services: Services, worker_id: str, claim: _Claim) -> None:
-    async with anyio.create_task_group() as group:
-        group.start_soon(_keep_lease, services, worker_id, claim.item_id)
-        result = await sync_item(services, claim.item_id, trigger=claim.reason)
-        group.cancel_scope.cancel()
+    """Run one claimed request with its lease kept, then settle it. Cancelled (the worker is
+    stopping), the run stores nothing of its update and the request is handed back."""
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_keep_lease, services, worker_id, claim.item_id)
+            result = await sync_item(services, claim.item_id, trigger=claim.reason)
+            group.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await _release(services, worker_id, claim)
+        raise
     await _settle(services, worker_id, claim, result)
 
 

@@ -41,8 +41,11 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES = 4
-ROLES = {  # name: (org, role)
+ROLES = {  # name: (org, role): every role of the Item's org, and an owner of another org
     "owner": ("org-a", "OWNER"),
+    "admin": ("org-a", "ADMIN"),
+    "manager": ("org-a", "MANAGER"),
+    "member": ("org-a", "MEMBER"),
     "viewer": ("org-a", "VIEWER"),
     "other-org": ("org-b", "OWNER"),
 }

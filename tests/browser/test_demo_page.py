@@ -30,6 +30,9 @@ from plaid_bridge.serving import BackgroundServer
 from tests.browser.conftest import SCREENSHOTS, VIEWPORT, Screenshot
 from tests.browser.link_frame import LinkFrame, link_through_success
 from tests.conftest import make_settings
+from tests.dev_process import DevProcess, dev
+
+__all__ = ["dev"]  # the fixture, imported for the test that runs `plaid-bridge dev`
 
 USER, ORG = "demo-user", "demo-org"
 TALL: ViewportSize = {"width": 1024, "height": 1900}
@@ -138,6 +141,19 @@ def test_links_a_bank_and_shows_its_accounts_and_transactions(
     assert "POST /exchange-token" in calls
     assert "POST /create-link-token" in calls
     assert all(re.match(r"^(GET|POST) /", call) for call in calls), calls  # the API's paths
+
+
+def test_the_demo_page_under_plaid_bridge_dev(
+    page: Page, dev: DevProcess, screenshot: Screenshot
+) -> None:
+    """What a newcomer meets after `make run`: the page served by `plaid-bridge dev` itself,
+    linking through the emulator it started, the first sync run by its embedded worker."""
+    dev.start()
+    open_demo(page, dev.api)
+    sign_in(page)
+    link_a_bank(page)
+    expect(page.get_by_test_id("connection-status")).to_have_text("ACTIVE")
+    screenshot("connected-under-dev")
 
 
 def test_a_link_error_is_shown_from_on_exit(

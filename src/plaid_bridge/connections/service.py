@@ -285,7 +285,8 @@ async def refresh_accounts(
     connection: PlaidConnection,
     balances: bool,
 ) -> list[PlaidAccount]:
-    """Fetch accounts (or real-time balances) from Plaid and store them; audited."""
+    """Fetch accounts (or real-time balances) from Plaid and store them; audited. A clean answer
+    repairs a LOGIN_REQUIRED or ERROR connection (`lifecycle.repair`): Plaid just served it."""
     action = BALANCES_FETCHED if balances else ACCOUNTS_FETCHED
     audit.begin_for(caller, action, connection.item_id)
     token = await decrypt_access_token(connection, cipher=services.cipher)
@@ -298,6 +299,13 @@ async def refresh_accounts(
         await lifecycle.record_plaid_error(services.database, connection, error)
         raise
     rows = await store_accounts(session, connection, accounts)
+    await lifecycle.repair(
+        session,
+        connection,
+        actor=caller.user_id,
+        request_id=caller.request_id,
+        reason="accounts:refresh",
+    )
     await audit.record_for(session, caller, action, item_id=connection.item_id)
     return rows
 

@@ -33,15 +33,13 @@ from plaid_bridge.plaid.types import Account, SyncPage
 from plaid_bridge.services import Services
 from plaid_bridge.sync.locks import local_lock, try_database_lock
 from plaid_bridge.sync.models import SyncRun
+from plaid_bridge.sync.requests import SYNCABLE
 from plaid_bridge.sync.writer import Target, UpdateWriter, open_writer
 
 logger = logging.getLogger("plaid_bridge.sync")
 
 TRANSACTIONS_UPDATED = "transactions.updated"
 INTERNAL_ERROR = "INTERNAL_ERROR"
-SYNCABLE = frozenset(
-    {ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PENDING_EXPIRATION}
-)
 # How long one page may wait for rate-limit slots before the run gives up (and is retried later).
 _RATE_LIMIT_PATIENCE = 300.0
 _WORTH_RETRYING = frozenset(

@@ -7,9 +7,8 @@ from fastapi import APIRouter
 from plaid_bridge.activity import audit
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections.service import find_connection
-from plaid_bridge.connections.tokens import ConnectionRemoved
 from plaid_bridge.dependencies import Member, SessionDep
-from plaid_bridge.sync.requests import request_sync
+from plaid_bridge.sync.requests import refuse_unsyncable, request_sync
 
 router = APIRouter(tags=["sync"])
 
@@ -25,8 +24,7 @@ async def trigger_sync(item_id: str, caller: Member, session: SessionDep) -> Syn
     """Ask for a transactions sync; coalesces with one already queued or running."""
     connection = await find_connection(session, caller, item_id)
     audit.begin_for(caller, SYNC_REQUESTED, item_id)
-    if not connection.live:
-        raise ConnectionRemoved()
+    refuse_unsyncable(connection)
     await request_sync(session, item_id, reason="manual")
     await audit.record_for(session, caller, SYNC_REQUESTED, item_id=item_id)
     return SyncRequested()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import anyio
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.activity import audit, events
@@ -27,7 +29,7 @@ from plaid_bridge.db import utcnow
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
-from plaid_bridge.plaid.types import Account, LinkToken
+from plaid_bridge.plaid.types import Account, LinkToken, PlaidItem
 from plaid_bridge.security.caller import Caller
 from plaid_bridge.services import Services
 from plaid_bridge.sync.requests import request_sync
@@ -182,9 +184,11 @@ async def exchange(
 ) -> tuple[PlaidConnection, list[PlaidAccount]]:
     """Exchange a public token and store the new connection with its accounts, all or nothing.
 
-    A duplicate institution for the same user is refused (409) before Plaid is called. If
-    anything fails after Plaid created the Item (accounts fetch, database), the Item is removed
-    at Plaid again so that no orphan keeps billing.
+    A duplicate institution for the same user is refused (409) before Plaid is called. An item
+    id that a stored connection already holds (any org's) is 409 ITEM_ALREADY_CONNECTED, with or
+    without `allowDuplicate`. If anything fails after Plaid created the Item (accounts fetch,
+    database), the Item is removed at Plaid again so that no orphan keeps billing, unless a
+    stored connection holds its id.
     """
     audit.begin_for(caller, TOKEN_EXCHANGED)
     if request.institution_id and not request.allow_duplicate:
@@ -214,6 +218,14 @@ async def exchange(
         raise
 
 
+async def _holder(services: Services, item_id: str) -> PlaidConnection | None:
+    """The stored connection that holds `item_id`, whatever its org, user or status."""
+    async with services.database.transaction() as session:
+        return await session.scalar(
+            select(PlaidConnection).where(PlaidConnection.item_id == item_id)
+        )
+
+
 async def _store_new_connection(
     services: Services,
     caller: Caller,
@@ -231,6 +243,45 @@ async def _store_new_connection(
     if institution_name is None and institution_id is not None:
         institution_name = (await plaid.get_institution(institution_id=institution_id)).name
     accounts = await plaid.get_accounts(access_token=token)
+    try:
+        return await _insert_connection(
+            services,
+            caller,
+            _NewItem(item_id, token, exchange_request_id, institution_id, institution_name),
+            item,
+            accounts,
+        )
+    except IntegrityError:
+        holder = await _holder(services, item_id)
+        if holder is None:
+            raise
+        logger.error("plaid.exchange.item_already_stored", extra={"item_id": item_id})
+        raise Conflict(
+            "This bank connection is already stored; it was left as it is.",
+            code="ITEM_ALREADY_CONNECTED",
+            details={"itemId": item_id} if holder.org_id == caller.org_id else None,
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _NewItem:
+    item_id: str
+    token: str
+    exchange_request_id: str
+    institution_id: str | None
+    institution_name: str | None
+
+
+async def _insert_connection(
+    services: Services,
+    caller: Caller,
+    new: _NewItem,
+    item: PlaidItem,
+    accounts: Sequence[Account],
+) -> tuple[PlaidConnection, list[PlaidAccount]]:
+    """The new connection, its accounts, audit, event and initial sync, in one transaction."""
+    item_id, institution_id = new.item_id, new.institution_id
+    institution_name = new.institution_name
     async with services.database.transaction() as session:
         connection = PlaidConnection(
             org_id=caller.org_id,
@@ -241,7 +292,7 @@ async def _store_new_connection(
             status=ConnectionStatus.ACTIVE.value,
             consent_expires_at=item.consent_expiration_time,
         )
-        connection.access_token_encrypted = services.cipher.encrypt(token, item_id)
+        connection.access_token_encrypted = services.cipher.encrypt(new.token, item_id)
         session.add(connection)
         await session.flush()
         rows = await store_accounts(session, connection, accounts)
@@ -250,7 +301,7 @@ async def _store_new_connection(
             caller,
             TOKEN_EXCHANGED,
             item_id=item_id,
-            plaid_request_id=exchange_request_id,
+            plaid_request_id=new.exchange_request_id,
             details={"institutionId": institution_id, "accounts": len(rows)},
         )
         await audit.record_for(session, caller, ACCOUNTS_FETCHED, item_id=item_id)
@@ -267,6 +318,17 @@ async def _store_new_connection(
 
 
 async def _remove_orphan(services: Services, token: str, item_id: str) -> None:
+    """Remove at Plaid the Item an exchange could not store, unless a stored connection holds
+    its id: that connection (perhaps another org's) is the Item's, and must keep working. If the
+    database cannot tell, the Item is kept (an orphan bills; a wrong removal breaks a user)."""
+    try:
+        holder = await _holder(services, item_id)
+    except Exception:
+        logger.error("plaid.exchange.orphan_item_kept", extra={"item_id": item_id})
+        return
+    if holder is not None:
+        logger.warning("plaid.exchange.item_kept_for_its_connection", extra={"item_id": item_id})
+        return
     try:
         await services.plaid.remove_item(access_token=token)
         logger.warning("plaid.exchange.rolled_back", extra={"item_id": item_id})

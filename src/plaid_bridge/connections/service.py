@@ -33,6 +33,7 @@ from plaid_bridge.plaid.types import Account, LinkToken, PlaidItem
 from plaid_bridge.security.caller import Caller
 from plaid_bridge.services import Services
 from plaid_bridge.sync.requests import request_sync
+from plaid_bridge.transactions.models import PlaidTransaction
 
 logger = logging.getLogger("plaid_bridge.connections")
 
@@ -380,7 +381,8 @@ async def remove(
     connection: PlaidConnection,
     purge: bool,
 ) -> PlaidConnection:
-    """Remove the Item at Plaid (already gone is fine), erase the token, mark it REMOVED."""
+    """Remove the Item at Plaid (already gone is fine), erase the token, mark it REMOVED; with
+    `purge`, delete its accounts and transactions in the same transaction."""
     audit.begin_for(caller, CONNECTION_REMOVED, connection.item_id)
     plaid_request_id = None
     if connection.access_token_encrypted is not None:
@@ -393,6 +395,10 @@ async def remove(
     connection.access_token_encrypted = None
     connection.cursor = None
     if purge:
+        # The transactions are also the change feed's rows: nothing of the Item is served after.
+        await session.execute(
+            delete(PlaidTransaction).where(PlaidTransaction.connection_id == connection.id)
+        )
         await session.execute(
             delete(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
         )

@@ -30,7 +30,9 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# Function scope: the transaction commits before the response is sent, so a client never reads a
+# 2xx for work that is not durable (FastAPI's default scope ends it after the response).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from plaid_bridge.activity import audit
 from plaid_bridge.api.schemas import NO_CONTROL_CHARACTERS
 from plaid_bridge.logs import request_id_var
-from plaid_bridge.plaid.errors import PlaidError
+from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
 from plaid_bridge.plaid.outbound import LimiterUnavailable, LimitReached
 from plaid_bridge.redaction import redact_text
 
@@ -321,35 +321,31 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sa_exc.SQLAlchemyError, on_database)
 
 
-_REAUTH_CODES = frozenset(
-    {
-        "ITEM_LOGIN_REQUIRED",
-        "INVALID_CREDENTIALS",
-        "INVALID_MFA",
-        "INSUFFICIENT_CREDENTIALS",
-        "RECAPTCHA_REQUIRED",
-    }
-)
-_OURS_TO_FIX = frozenset({"INVALID_API_KEYS", "INVALID_ACCESS_TOKEN"})
+# Messages for end users where the code says more than its class's message in the table.
 _MESSAGES = {
     "ITEM_LOGIN_REQUIRED": "Your bank needs you to sign in again.",
     "INVALID_CREDENTIALS": "Your bank did not accept the credentials; please sign in again.",
     "INVALID_MFA": "The verification code was not accepted; please sign in again.",
     "INSUFFICIENT_CREDENTIALS": "Your bank needs more information; please sign in again.",
     "RECAPTCHA_REQUIRED": "Your bank needs you to complete a captcha; please sign in again.",
+    "RECAPTCHA_BAD": "Your bank needs you to complete a captcha; please sign in again.",
+    "INVALID_UPDATED_USERNAME": "Your bank did not accept the username; please sign in again.",
+    "INVALID_SEND_METHOD": "Your bank could not send the verification code; please sign in again.",
+    "ACCESS_NOT_GRANTED": "Your bank needs you to grant access again; please sign in again.",
     "ITEM_LOCKED": "Your bank has locked the account; please contact your bank.",
+    "USER_SETUP_REQUIRED": "Your bank needs you to finish setting up the account on its website.",
+    "PASSWORD_RESET_REQUIRED": "Your bank needs you to reset your password on its website.",
     "USER_PERMISSION_REVOKED": "Access to this bank was revoked; please connect it again.",
     "ITEM_NOT_FOUND": "This bank connection no longer exists at Plaid.",
     "PRODUCT_NOT_READY": "Your bank data is still being prepared; try again shortly.",
     "CREDITS_EXHAUSTED": "The Plaid allowance for this service is used up.",
 }
-INSTITUTION_RETRY_AFTER = 900
-RATE_LIMIT_RETRY_AFTER = 60
 LIMITER_RETRY_AFTER = 5
 
 
 def from_plaid(error: PlaidError) -> AppError:
-    """SPEC §5: the HTTP error for a Plaid failure, decided on error_type then error_code.
+    """SPEC §5: the HTTP error for a Plaid failure, from the one table of what Plaid errors
+    mean (`plaid.errors.MEANINGS`: HTTP status, `needsReauth`, `retryAfter`).
 
     Our own outbound limiter's refusals are not Plaid's: 429 RATE_LIMITED with the limiter's
     `retryAfter`, or 503 when its storage cannot be reached (the call was not sent).
@@ -372,31 +368,14 @@ def from_plaid(error: PlaidError) -> AppError:
         if error.from_plaid
         else None
     )
-    code, kind = error.error_code, error.error_type
-    message = _MESSAGES.get(code)
-
-    def make(status: int, text: str, **extra: Any) -> AppError:
-        return AppError(message or text, code=code, status=status, plaid=detail, **extra)
-
-    if code in _REAUTH_CODES:
-        return make(409, "Please sign in to your bank again.", needs_reauth=True)
-    if code in ("ITEM_LOCKED", "USER_PERMISSION_REVOKED"):
-        return make(409, "The bank connection cannot be used.")
-    if code == "ITEM_NOT_FOUND":
-        return make(404, "This bank connection no longer exists at Plaid.")
-    if code == "PRODUCT_NOT_READY":
-        return make(503, "Data is still being prepared.", retry_after=300)
-    if code == "CREDITS_EXHAUSTED":
-        return make(503, "The Plaid allowance is used up.", retry_after=86400)
-    if kind == "INSTITUTION_ERROR":
-        return make(
-            503, "Your bank is temporarily unavailable.", retry_after=INSTITUTION_RETRY_AFTER
-        )
-    if kind == "RATE_LIMIT_EXCEEDED":
-        return make(429, "Too many requests to Plaid.", retry_after=RATE_LIMIT_RETRY_AFTER)
-    if code in _OURS_TO_FIX:
-        logger.error("plaid.misconfigured", extra={"plaid_error_code": code})
-        return make(502, "The bank service is misconfigured; we have been notified.")
-    if kind in ("INVALID_REQUEST", "INVALID_INPUT"):
-        return make(400, "The request to the bank service was not valid.")
-    return make(502, "The bank service is unavailable; please try again.")
+    meaning = error.meaning
+    if error.error_class is PlaidErrorClass.OURS_TO_FIX and meaning.http_status >= 500:
+        logger.error("plaid.misconfigured", extra={"plaid_error_code": error.error_code})
+    return AppError(
+        _MESSAGES.get(error.error_code, meaning.message),
+        code=error.error_code,
+        status=meaning.http_status,
+        needs_reauth=meaning.needs_reauth,
+        retry_after=meaning.retry_after,
+        plaid=detail,
+    )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from plaid_bridge.transactions import cursors
-from plaid_bridge.transactions.feed import Position, encode_cursor
+from plaid_bridge.transactions.feed import Pass, encode_cursor
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -60,7 +60,7 @@ CASES = {
     "audit-item-nul": Case("GET", "/audit", params={"itemId": NUL}),
     "feed-cursor-nul": Case("GET", lambda item: f"/transactions/{item}/sync?cursor=a%00b"),
     "feed-cursor-holding-nul": Case(
-        "GET", _feed(lambda item: encode_cursor(item, Position(1, "tx" + NUL)))
+        "GET", _feed(lambda item: encode_cursor(item, Pass(1, 1, (1, "tx" + NUL))))
     ),
     "list-cursor-holding-nul": Case(
         "GET", "/transactions", params={"after": cursors.encode(["2024-01-01" + NUL, 1])}
@@ -69,8 +69,12 @@ CASES = {
     "events-after-2^63": Case("GET", "/events", params={"after": str(2**63)}),
     "audit-after-2^63": Case("GET", "/audit", params={"after": str(2**63)}),
     "events-after-negative": Case("GET", "/events", params={"after": "-1"}),
-    "feed-cursor-2^63": Case("GET", _feed(lambda item: encode_cursor(item, Position(2**63, "")))),
-    "feed-cursor-2^70": Case("GET", _feed(lambda item: encode_cursor(item, Position(2**70, "")))),
+    "feed-cursor-2^63": Case(
+        "GET", _feed(lambda item: encode_cursor(item, Pass(2**63, None, (0, ""))))
+    ),
+    "feed-cursor-2^70": Case(
+        "GET", _feed(lambda item: encode_cursor(item, Pass(2**70, None, (0, ""))))
+    ),
     "list-cursor-2^63": Case(
         "GET", "/transactions", params={"after": cursors.encode(["2024-01-01", 2**63])}
     ),

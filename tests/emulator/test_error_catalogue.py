@@ -21,13 +21,18 @@ def _service_codes() -> dict[str, set[str]]:
             continue
         for code in table:
             codes.setdefault(code, set()).add(error_type)
+    our_codes = {
+        plaid_errors.TIMEOUT,
+        plaid_errors.NETWORK_ERROR,
+        plaid_errors.INVALID_RESPONSE,
+        plaid_errors.UNEXPECTED_RESPONSE,
+        plaid_errors.SDK_VALIDATION_ERROR,
+    }
+    classes = {str(error_class) for error_class in plaid_errors.PlaidErrorClass}
     named_anywhere = (
         set(plaid_errors._ANY_TYPE)
-        | http_errors._REAUTH_CODES
-        | http_errors._OURS_TO_FIX
+        | (set(plaid_errors.MEANINGS) - classes - our_codes)
         | set(http_errors._MESSAGES)
-        | health.LOGIN_CODES
-        | health.INSTITUTION_CODES
         | health.CRITICAL_CODES
     )
     for code in named_anywhere:

@@ -1,5 +1,6 @@
 """`plaid-bridge worker` as OS processes: graceful stop on SIGTERM, and on PostgreSQL two workers
-sharing 1,000 webhooks, one of them killed mid-run, with every webhook applied exactly once."""
+sharing 1,000 webhooks, one of them killed while it is held inside an apply (the test holds the
+row that apply must change), with every webhook applied exactly once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.engine import make_url
 
 from plaid_bridge.activity.events import Event
@@ -189,31 +190,48 @@ async def test_two_worker_processes_share_the_inbox_and_survive_a_kill(
     account_ids = await link(database, items=20, accounts_each=50)
     total = 1000
     await enqueue_revocations(database, account_ids)
-    doomed, survivor = await start_worker(), await start_worker()
-
-    async def doomed_mid_run() -> bool:
-        return (
-            await count(database, WebhookEvent.status == "DONE") >= 100
-            and await count(
-                database,
-                WebhookEvent.status == "PROCESSING",
-                WebhookEvent.claimed_by == doomed.worker_id,
-            )
-            > 0
+    # The revocation of this account cannot finish while the test holds its row: the worker that
+    # claims it stays inside the apply, its claim open, until it is killed. No race with the kill.
+    blocked_account = account_ids[0][-1]  # its Item's last: no queue of its rows behind it
+    async with database.transaction() as blocker:
+        await blocker.execute(
+            select(PlaidAccount).where(PlaidAccount.account_id == blocked_account).with_for_update()
         )
+        first, second = await start_worker(), await start_worker()
 
-    await eventually(doomed_mid_run, "the first worker to be busy")
-    doomed.process.send_signal(signal.SIGKILL)
-    await asyncio.wait_for(doomed.process.wait(), WAIT_SECONDS)
-    async with database.transaction() as session:
-        lost = set(
-            await session.scalars(
-                select(WebhookEvent.id).where(
-                    WebhookEvent.status == "PROCESSING",
-                    WebhookEvent.claimed_by == doomed.worker_id,
+        async def a_worker_waits_on_the_account() -> bool:
+            # A transaction keeps its first view of the statistics unless told to drop it.
+            await blocker.execute(text("SELECT pg_stat_clear_snapshot()"))
+            waiting = await blocker.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
                 )
             )
-        )
+            return bool(waiting)
+
+        await eventually(a_worker_waits_on_the_account, "a worker held inside the apply")
+        # The held row is locked by the waiting worker's transaction: its claim cannot move.
+        async with database.transaction() as session:
+            holder = await session.scalar(
+                select(WebhookEvent.claimed_by).where(
+                    WebhookEvent.status == "PROCESSING",
+                    WebhookEvent.body.contains(f'"{blocked_account}"'),
+                )
+            )
+        doomed, survivor = (first, second) if holder == first.worker_id else (second, first)
+        assert holder == doomed.worker_id
+        doomed.process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(doomed.process.wait(), WAIT_SECONDS)
+        async with database.transaction() as session:
+            lost = set(
+                await session.scalars(
+                    select(WebhookEvent.id).where(
+                        WebhookEvent.status == "PROCESSING",
+                        WebhookEvent.claimed_by == doomed.worker_id,
+                    )
+                )
+            )
     assert lost, "the killed worker held no claim"
 
     async def all_done() -> bool:
@@ -234,11 +252,10 @@ async def test_two_worker_processes_share_the_inbox_and_survive_a_kill(
         )
     assert len(rows) == total
     assert {r.status for r in rows} == {"DONE"}
-    # Exactly one claim per row, except those the killed worker lost: claimed once more.
-    assert {r.id: r.attempts for r in rows if r.id not in lost} == {
-        r.id: 1 for r in rows if r.id not in lost
-    }
-    assert {r.attempts for r in rows if r.id in lost} == {2}
+    # The killed worker's open claims were taken over by the survivor once their lease ran out.
+    # (A busy worker may also lose a lease to the other before that: a claim more, never an
+    # effect more, as the checks below show.)
+    assert {r.attempts >= 2 for r in rows if r.id in lost} == {True}
     assert {r.claimed_by for r in rows if r.id in lost} == {survivor.worker_id}
     # Each effect once: every account revoked, one notice per account.
     assert revoked == total

@@ -24,7 +24,7 @@ from plaid_bridge.connections.health_rules import (
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.connections.tokens import decrypt_access_token
 from plaid_bridge.db import Database, utcnow
-from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+from plaid_bridge.plaid.errors import PlaidError, meaning
 from plaid_bridge.security.caller import Caller
 from plaid_bridge.services import Services
 
@@ -33,13 +33,6 @@ logger = logging.getLogger("plaid_bridge.connections.health")
 LIVE_CHECK_FAILED = (
     "(Plaid could not be reached for a live check; this is the last known state. Try again later.)"
 )
-
-# What a live answer from Plaid makes durable on the connection; other errors only colour the
-# verdict (institution outages pass, and the sync engine records what it meets).
-_RECORDED = {
-    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
-    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
-}
 
 
 async def check(
@@ -53,10 +46,13 @@ async def check(
 ) -> Health:
     """The connection's health; with `live`, after asking Plaid `/item/get`.
 
-    A login-required or revoked Item seen live is recorded through the lifecycle (audited, with
-    its event) in the caller's transaction. A transient failure of the live call answers from
-    the stored state with a note, so it never invents `needsReauth`; other failures raise
-    PlaidError. A removed connection (no token) is never asked about.
+    What Plaid says live is recorded through the lifecycle (audited, with its event) in the
+    caller's transaction: the Item's `error` leads to the status the table of meanings gives it
+    (`plaid.errors.MEANINGS`), and no error repairs a LOGIN_REQUIRED or ERROR connection
+    (`connection.repaired`, a sync queued). A transient failure of the live call answers from
+    the stored state with a note, so it never invents `needsReauth`; a failure that tells a
+    lasting status records it; other failures raise PlaidError. A removed connection (no token)
+    is never asked about.
     """
     now = now or utcnow()
     if not live or connection.access_token_encrypted is None:
@@ -71,22 +67,34 @@ async def check(
                 extra={"item_id": connection.item_id, "plaid_error_code": error.error_code},
             )
             return with_note(assess(connection, now=now), LIVE_CHECK_FAILED)
-        status = _RECORDED.get(error.error_class)
+        status = lifecycle.status_for_error(error.meaning, reported=False)
         if status is None:
             raise
         await _record(session, caller, connection, status, error.error_code, error.request_id)
         return assess(connection, now=now)
-    if item.error is not None:
-        status = _RECORDED.get(item.error.error_class)
+    if item.error is None:
+        await lifecycle.repair(
+            session,
+            connection,
+            actor=caller.user_id,
+            request_id=caller.request_id,
+            plaid_request_id=item.request_id,
+            reason="health:live",
+        )
+    else:
+        live_error = item.error
+        status = lifecycle.status_for_error(
+            meaning(live_error.error_class, live_error.error_code), reported=True
+        )
         if status is not None:
             await _record(
                 session,
                 caller,
                 connection,
                 status,
-                item.error.error_code,
+                live_error.error_code,
                 item.request_id,
-                item.error.display_message,
+                live_error.display_message,
             )
     return assess(connection, now=now, item=item)
 

@@ -22,7 +22,7 @@ from pydantic import ConfigDict
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.config import API_PREFIX
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
-from plaid_bridge.plaid.errors import PlaidErrorClass
+from plaid_bridge.plaid.errors import PlaidErrorClass, classify_code, meaning
 from plaid_bridge.plaid.types import PlaidItem
 
 STALE_AFTER = timedelta(days=3)
@@ -30,26 +30,21 @@ STALE_AFTER = timedelta(days=3)
 OVERDUE_AFTER = timedelta(days=7)
 """No successful sync for more than this: a warning that asks for action."""
 
-LOGIN_CODES = frozenset(
-    {
-        "ITEM_LOGIN_REQUIRED",
-        "INVALID_CREDENTIALS",
-        "INVALID_MFA",
-        "INSUFFICIENT_CREDENTIALS",
-        "INVALID_UPDATED_USERNAME",
-        "INVALID_SEND_METHOD",
-        "ACCESS_NOT_GRANTED",
-        "RECAPTCHA_REQUIRED",
-    }
-)
-"""Codes the user repairs in Link update mode: they carry `needsReauth`."""
-INSTITUTION_CODES = frozenset(
-    {"INSTITUTION_DOWN", "INSTITUTION_NOT_RESPONDING", "INSTITUTION_NOT_AVAILABLE"}
-)
 CRITICAL_CODES = frozenset(
     {"INSTITUTION_NOT_RESPONDING", "INSTITUTION_DOWN", "INVALID_CREDENTIALS", "ITEM_LOCKED"}
 )
 """Rule 2 of SPEC section 7."""
+
+
+def needs_reauth(code: str | None) -> bool:
+    """Whether the user repairs an error with this code in Link update mode (`needsReauth`), as
+    the table of meanings has it (`plaid.errors.MEANINGS`)."""
+    return code is not None and meaning(classify_code(code), code).needs_reauth
+
+
+def bank_outage(code: str | None) -> bool:
+    """Whether the code says the bank is down or slow (it passes without anyone acting)."""
+    return code is not None and classify_code(code) is PlaidErrorClass.INSTITUTION_TRANSIENT
 
 
 KNOWN_STATUSES = frozenset(status.value for status in ConnectionStatus)
@@ -127,11 +122,11 @@ WEBHOOK_CHECK = (
 
 def recommendations_for(code: str | None, item_id: str) -> list[str]:
     """Concrete next steps for an error code (the connection's or Plaid's live one)."""
-    if code in LOGIN_CODES:
+    if needs_reauth(code):
         return [_reauth(item_id)]
     if code == "USER_PERMISSION_REVOKED":
         return _reconnect(item_id)
-    if code in INSTITUTION_CODES:
+    if bank_outage(code):
         return [
             "The bank is temporarily unavailable; nothing to do now, syncs are retried later.",
             "If this lasts more than a day, check the bank's status with Plaid and contact "
@@ -252,16 +247,16 @@ def assess(connection: PlaidConnection, *, now: datetime, item: PlaidItem | None
             return verdict(
                 HealthStatus.CRITICAL,
                 _critical_message(code),
-                action=code not in INSTITUTION_CODES,
+                action=not bank_outage(code),
                 recommendations=recommendations_for(code, item_id),
-                needs_reauth=code in LOGIN_CODES,
+                needs_reauth=needs_reauth(code),
             )
         return verdict(
             HealthStatus.WARNING,
             f"The last request to the bank failed with {code}.",
             action=True,
             recommendations=recommendations_for(code, item_id),
-            needs_reauth=code in LOGIN_CODES,
+            needs_reauth=needs_reauth(code),
         )
 
     # Rule 4: consent runs out soon.
@@ -308,7 +303,7 @@ def assess(connection: PlaidConnection, *, now: datetime, item: PlaidItem | None
 
 
 def _critical_message(code: str) -> str:
-    if code in INSTITUTION_CODES:
+    if bank_outage(code):
         return "The bank is not responding; data may be out of date until it recovers."
     if code == "ITEM_LOCKED":
         return "The bank has locked the account; the user must contact the bank."

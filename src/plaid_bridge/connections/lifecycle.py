@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plaid_bridge.activity import audit, events
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.db import Database, utcnow
-from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
+from plaid_bridge.plaid.errors import ErrorMeaning, PlaidError
+from plaid_bridge.sync.requests import request_sync
 
 STATUS_CHANGED = "CONNECTION_STATUS_CHANGED"
 
@@ -24,11 +25,21 @@ NOTIFICATIONS: dict[ConnectionStatus, str] = {
     ConnectionStatus.REMOVED: "connection.removed",
 }
 
-STATUS_FOR_ERROR: dict[PlaidErrorClass, ConnectionStatus] = {
-    PlaidErrorClass.NEEDS_USER: ConnectionStatus.LOGIN_REQUIRED,
-    PlaidErrorClass.REVOKED: ConnectionStatus.REVOKED,
-}
-"""What any failed Plaid call tells about its connection; other failures tell nothing lasting."""
+REPAIRED_BY_A_CLEAN_ANSWER = frozenset(
+    {ConnectionStatus.LOGIN_REQUIRED.value, ConnectionStatus.ERROR.value}
+)
+"""Statuses that a clean answer of Plaid about the Item (a live health check, an account
+refresh) shows to be over."""
+
+
+def status_for_error(meaning: ErrorMeaning, *, reported: bool) -> ConnectionStatus | None:
+    """The status a Plaid error leads to (`plaid.errors.MEANINGS`), None to leave it alone.
+
+    `reported`: Plaid states the error as the Item's condition (an ITEM/ERROR webhook, the
+    `error` of `/item/get`, a failed sync), rather than one request of a user failing with it.
+    """
+    status = meaning.status_after(reported=reported)
+    return None if status is None else ConnectionStatus(status)
 
 
 async def transition(
@@ -102,6 +113,33 @@ async def transition(
     return True
 
 
+async def repair(
+    session: AsyncSession,
+    connection: PlaidConnection,
+    *,
+    actor: str | None = None,
+    request_id: str | None = None,
+    plaid_request_id: str | None = None,
+    reason: str,
+) -> bool:
+    """Plaid just answered cleanly for the Item: a connection marked LOGIN_REQUIRED or ERROR is
+    ACTIVE again with its error cleared (audited, `connection.repaired`) and a sync is queued to
+    catch up, as the LOGIN_REPAIRED webhook does. Returns whether it was repaired."""
+    if connection.status not in REPAIRED_BY_A_CLEAN_ANSWER:
+        return False
+    changed = await transition(
+        session,
+        connection,
+        ConnectionStatus.ACTIVE,
+        actor=actor,
+        request_id=request_id,
+        plaid_request_id=plaid_request_id,
+    )
+    if changed:
+        await request_sync(session, connection.item_id, reason=reason)
+    return changed
+
+
 async def transition_for_error(
     session: AsyncSession, connection: PlaidConnection, status: ConnectionStatus, error: PlaidError
 ) -> bool:
@@ -118,13 +156,15 @@ async def transition_for_error(
 
 
 async def record_plaid_error(
-    database: Database, connection: PlaidConnection, error: PlaidError
+    database: Database, connection: PlaidConnection, error: PlaidError, *, reported: bool = False
 ) -> None:
-    """Record on the connection what a failed Plaid call revealed (`STATUS_FOR_ERROR`: login
-    required, revoked), in a transaction of its own: the request that hit the error is about to
-    roll back. Errors that reveal nothing lasting change nothing."""
-    status = STATUS_FOR_ERROR.get(error.error_class)
-    if status is None or connection.status == status.value:
+    """Record on the connection what a failed Plaid call revealed (`status_for_error`: login
+    required, revoked, locked...), in a transaction of its own: the request that hit the error
+    is about to roll back. Errors that reveal nothing lasting change nothing."""
+    status = status_for_error(error.meaning, reported=reported)
+    if status is None or (
+        connection.status == status.value and connection.error_code == error.error_code
+    ):
         return
     async with database.transaction() as session:
         row = await session.get(PlaidConnection, connection.id, with_for_update=True)

@@ -78,7 +78,7 @@ async def complete(
     ACTIVE (audited, `connection.repaired` event), refresh its accounts and queue a sync.
 
     If Plaid still reports an error: 409 carrying it (`needsReauth` for login-class codes),
-    and a login-required or revoked state is recorded on the connection. Accounts that cannot
+    and the status the error leads to is recorded on the connection. Accounts that cannot
     be fetched for a transient reason leave `newAccountsAvailable` as it was.
     """
     audit.begin_for(caller, REAUTH_COMPLETED, connection.item_id)
@@ -98,13 +98,10 @@ async def complete(
             request_id=item.request_id,
             endpoint="/item/get",
         )
-        await lifecycle.record_plaid_error(services.database, connection, still)
+        await lifecycle.record_plaid_error(services.database, connection, still, reported=True)
         mapped = from_plaid(still)
         raise Conflict(
-            mapped.message,
-            code=mapped.code,
-            needs_reauth=mapped.needs_reauth or still.needs_reauth,
-            plaid=mapped.plaid,
+            mapped.message, code=mapped.code, needs_reauth=mapped.needs_reauth, plaid=mapped.plaid
         )
     previous = connection.status
     await lifecycle.transition(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import anyio
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.activity import audit, events
@@ -28,10 +30,11 @@ from plaid_bridge.db import utcnow
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.errors import PlaidError
-from plaid_bridge.plaid.types import Account, LinkToken
+from plaid_bridge.plaid.types import Account, LinkToken, PlaidItem
 from plaid_bridge.security.caller import Caller
 from plaid_bridge.services import Services
 from plaid_bridge.sync.requests import request_sync
+from plaid_bridge.transactions.models import PlaidTransaction
 
 logger = logging.getLogger("plaid_bridge.connections")
 
@@ -185,9 +188,11 @@ async def exchange(
 ) -> tuple[PlaidConnection, list[PlaidAccount]]:
     """Exchange a public token and store the new connection with its accounts, all or nothing.
 
-    A duplicate institution for the same user is refused (409) before Plaid is called. If
-    anything fails after Plaid created the Item (accounts fetch, database), the Item is removed
-    at Plaid again so that no orphan keeps billing.
+    A duplicate institution for the same user is refused (409) before Plaid is called. An item
+    id that a stored connection already holds (any org's) is 409 ITEM_ALREADY_CONNECTED, with or
+    without `allowDuplicate`. If anything fails after Plaid created the Item (accounts fetch,
+    database), the Item is removed at Plaid again so that no orphan keeps billing, unless a
+    stored connection holds its id.
     """
     audit.begin_for(caller, TOKEN_EXCHANGED)
     if request.institution_id and not request.allow_duplicate:
@@ -217,6 +222,14 @@ async def exchange(
         raise
 
 
+async def _holder(services: Services, item_id: str) -> PlaidConnection | None:
+    """The stored connection that holds `item_id`, whatever its org, user or status."""
+    async with services.database.transaction() as session:
+        return await session.scalar(
+            select(PlaidConnection).where(PlaidConnection.item_id == item_id)
+        )
+
+
 async def _store_new_connection(
     services: Services,
     caller: Caller,
@@ -234,6 +247,45 @@ async def _store_new_connection(
     if institution_name is None and institution_id is not None:
         institution_name = (await plaid.get_institution(institution_id=institution_id)).name
     accounts = await plaid.get_accounts(access_token=token)
+    try:
+        return await _insert_connection(
+            services,
+            caller,
+            _NewItem(item_id, token, exchange_request_id, institution_id, institution_name),
+            item,
+            accounts,
+        )
+    except IntegrityError:
+        holder = await _holder(services, item_id)
+        if holder is None:
+            raise
+        logger.error("plaid.exchange.item_already_stored", extra={"item_id": item_id})
+        raise Conflict(
+            "This bank connection is already stored; it was left as it is.",
+            code="ITEM_ALREADY_CONNECTED",
+            details={"itemId": item_id} if holder.org_id == caller.org_id else None,
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _NewItem:
+    item_id: str
+    token: str
+    exchange_request_id: str
+    institution_id: str | None
+    institution_name: str | None
+
+
+async def _insert_connection(
+    services: Services,
+    caller: Caller,
+    new: _NewItem,
+    item: PlaidItem,
+    accounts: Sequence[Account],
+) -> tuple[PlaidConnection, list[PlaidAccount]]:
+    """The new connection, its accounts, audit, event and initial sync, in one transaction."""
+    item_id, institution_id = new.item_id, new.institution_id
+    institution_name = new.institution_name
     async with services.database.transaction() as session:
         connection = PlaidConnection(
             org_id=caller.org_id,
@@ -244,7 +296,7 @@ async def _store_new_connection(
             status=ConnectionStatus.ACTIVE.value,
             consent_expires_at=item.consent_expiration_time,
         )
-        connection.access_token_encrypted = services.cipher.encrypt(token, item_id)
+        connection.access_token_encrypted = services.cipher.encrypt(new.token, item_id)
         session.add(connection)
         await session.flush()
         rows = await store_accounts(session, connection, accounts)
@@ -253,7 +305,7 @@ async def _store_new_connection(
             caller,
             TOKEN_EXCHANGED,
             item_id=item_id,
-            plaid_request_id=exchange_request_id,
+            plaid_request_id=new.exchange_request_id,
             details={"institutionId": institution_id, "accounts": len(rows)},
         )
         await audit.record_for(session, caller, ACCOUNTS_FETCHED, item_id=item_id)
@@ -270,6 +322,17 @@ async def _store_new_connection(
 
 
 async def _remove_orphan(services: Services, token: str, item_id: str) -> None:
+    """Remove at Plaid the Item an exchange could not store, unless a stored connection holds
+    its id: that connection (perhaps another org's) is the Item's, and must keep working. If the
+    database cannot tell, the Item is kept (an orphan bills; a wrong removal breaks a user)."""
+    try:
+        holder = await _holder(services, item_id)
+    except Exception:
+        logger.error("plaid.exchange.orphan_item_kept", extra={"item_id": item_id})
+        return
+    if holder is not None:
+        logger.warning("plaid.exchange.item_kept_for_its_connection", extra={"item_id": item_id})
+        return
     try:
         await services.plaid.remove_item(access_token=token)
         logger.warning("plaid.exchange.rolled_back", extra={"item_id": item_id})
@@ -288,7 +351,8 @@ async def refresh_accounts(
     connection: PlaidConnection,
     balances: bool,
 ) -> list[PlaidAccount]:
-    """Fetch accounts (or real-time balances) from Plaid and store them; audited."""
+    """Fetch accounts (or real-time balances) from Plaid and store them; audited. A clean answer
+    repairs a LOGIN_REQUIRED or ERROR connection (`lifecycle.repair`): Plaid just served it."""
     action = BALANCES_FETCHED if balances else ACCOUNTS_FETCHED
     audit.begin_for(caller, action, connection.item_id)
     token = await decrypt_access_token(connection, cipher=services.cipher)
@@ -301,6 +365,13 @@ async def refresh_accounts(
         await lifecycle.record_plaid_error(services.database, connection, error)
         raise
     rows = await store_accounts(session, connection, accounts)
+    await lifecycle.repair(
+        session,
+        connection,
+        actor=caller.user_id,
+        request_id=caller.request_id,
+        reason="accounts:refresh",
+    )
     await audit.record_for(session, caller, action, item_id=connection.item_id)
     return rows
 
@@ -332,6 +403,11 @@ async def remove(
         connection.access_token_encrypted = None
         connection.cursor = None
         if purge:
+            # The transactions are also the change feed's rows: nothing of the Item is served
+            # after.
+            await session.execute(
+                delete(PlaidTransaction).where(PlaidTransaction.connection_id == connection.id)
+            )
             await session.execute(
                 delete(PlaidAccount).where(PlaidAccount.connection_id == connection.id)
             )

@@ -3,12 +3,17 @@
 Every failure of a Plaid call leaves `plaid/` as a `PlaidError` whose `error_class` says what to do
 about it (see PLAID_FACTS.md, "Error classes"). Failures that never reached Plaid, or answers that
 are not Plaid's, carry our own codes (`TIMEOUT`, `NETWORK_ERROR`, `INVALID_RESPONSE`, ...).
+
+`MEANINGS` is the one table of what an error means for the service: the connection status it
+leads to, whether the user must act, and the HTTP answer. The HTTP mapping, the connection
+lifecycle, the sync engine, health and the webhook handlers all read it, so they cannot disagree.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import plaid
@@ -16,17 +21,22 @@ import urllib3.exceptions
 
 __all__ = [
     "INVALID_RESPONSE",
+    "KNOWN_CODES",
+    "MEANINGS",
     "NETWORK_ERROR",
     "OUR_ERROR_TYPE",
     "SDK_VALIDATION_ERROR",
     "TIMEOUT",
     "UNEXPECTED_RESPONSE",
     "CallFailed",
+    "ErrorMeaning",
     "PlaidError",
     "PlaidErrorClass",
     "classify",
+    "classify_code",
     "error_from_exception",
     "error_from_response",
+    "meaning",
 ]
 
 OUR_ERROR_TYPE = "PLAID_BRIDGE"
@@ -74,8 +84,18 @@ _C = PlaidErrorClass
 
 # Per error_type: the codes that decide more than the type does, and the type's default.
 _BY_TYPE: dict[str, tuple[dict[str, PlaidErrorClass], PlaidErrorClass]] = {
-    "API_ERROR": ({}, _C.PLAID_TRANSIENT),
-    "RATE_LIMIT_EXCEEDED": ({"CREDITS_EXHAUSTED": _C.CREDITS_EXHAUSTED}, _C.RATE_LIMITED),
+    "API_ERROR": (
+        {"INTERNAL_SERVER_ERROR": _C.PLAID_TRANSIENT, "PLANNED_MAINTENANCE": _C.PLAID_TRANSIENT},
+        _C.PLAID_TRANSIENT,
+    ),
+    "RATE_LIMIT_EXCEEDED": (
+        {
+            "CREDITS_EXHAUSTED": _C.CREDITS_EXHAUSTED,
+            "RATE_LIMIT": _C.RATE_LIMITED,
+            "INSTITUTION_RATE_LIMIT": _C.RATE_LIMITED,
+        },
+        _C.RATE_LIMITED,
+    ),
     "ITEM_ERROR": (
         {
             "ITEM_LOGIN_REQUIRED": _C.NEEDS_USER,
@@ -85,6 +105,7 @@ _BY_TYPE: dict[str, tuple[dict[str, PlaidErrorClass], PlaidErrorClass]] = {
             "INVALID_UPDATED_USERNAME": _C.NEEDS_USER,
             "INVALID_SEND_METHOD": _C.NEEDS_USER,
             "ACCESS_NOT_GRANTED": _C.NEEDS_USER,
+            "RECAPTCHA_REQUIRED": _C.NEEDS_USER,
             "ITEM_LOCKED": _C.USER_ACTION_AT_BANK,
             "USER_SETUP_REQUIRED": _C.USER_ACTION_AT_BANK,
             "PASSWORD_RESET_REQUIRED": _C.USER_ACTION_AT_BANK,
@@ -107,10 +128,20 @@ _BY_TYPE: dict[str, tuple[dict[str, PlaidErrorClass], PlaidErrorClass]] = {
         _C.UNEXPECTED,
     ),
     # ITEM_NOT_FOUND is documented under INVALID_INPUT; the rest of that type is our mistake.
-    "INVALID_INPUT": ({"ITEM_NOT_FOUND": _C.GONE}, _C.OURS_TO_FIX),
-    "INVALID_REQUEST": ({}, _C.OURS_TO_FIX),
+    "INVALID_INPUT": (
+        {
+            "ITEM_NOT_FOUND": _C.GONE,
+            "INVALID_API_KEYS": _C.OURS_TO_FIX,
+            "INVALID_ACCESS_TOKEN": _C.OURS_TO_FIX,
+        },
+        _C.OURS_TO_FIX,
+    ),
+    "INVALID_REQUEST": ({"INVALID_FIELD": _C.OURS_TO_FIX}, _C.OURS_TO_FIX),
     "SANDBOX_ERROR": ({}, _C.OURS_TO_FIX),
-    "RECAPTCHA_ERROR": ({}, _C.NEEDS_USER),
+    "RECAPTCHA_ERROR": (
+        {"RECAPTCHA_REQUIRED": _C.NEEDS_USER, "RECAPTCHA_BAD": _C.NEEDS_USER},
+        _C.NEEDS_USER,
+    ),
     OUR_ERROR_TYPE: (
         {
             TIMEOUT: _C.PLAID_TRANSIENT,
@@ -131,6 +162,104 @@ _ANY_TYPE: dict[str, PlaidErrorClass] = {
     "CREDITS_EXHAUSTED": _C.CREDITS_EXHAUSTED,
     "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION": _C.RESTART_SYNC,
 }
+
+KNOWN_CODES: dict[str, str] = {
+    code: error_type
+    for error_type, (codes, _default) in _BY_TYPE.items()
+    if error_type != OUR_ERROR_TYPE
+    for code in codes
+    if error_type != "INVALID_INPUT" or code != "ITEM_NOT_FOUND"  # Plaid files it under ITEM_ERROR
+}
+"""Every Plaid code this module names, with the `error_type` Plaid sends it under."""
+
+_CLASS_OF_CODE: dict[str, PlaidErrorClass] = {
+    **_ANY_TYPE,
+    **{code: _BY_TYPE[error_type][0][code] for code, error_type in KNOWN_CODES.items()},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMeaning:
+    """What an error means for the service: one row of `MEANINGS`."""
+
+    status: str | None
+    """The connection status the error leads to (a `ConnectionStatus` value); None: unchanged."""
+    lasting: bool
+    """Whether one failed call is enough to record `status`. Conditions that pass by themselves
+    (the bank is down) are recorded only when Plaid reports them as the Item's state: an ITEM/ERROR
+    webhook, `/item/get`'s `error`, a failed sync; a failed request of a user leaves the status."""
+    needs_reauth: bool
+    """The user must go through Link update mode (`needsReauth` in answers and health)."""
+    http_status: int
+    """Our HTTP answer when a request meets the error (SPEC section 5)."""
+    retry_after: int | None
+    """Seconds for `retryAfter` and the `Retry-After` header, if any."""
+    message: str
+    """A message safe for end users, when none is known for the exact code."""
+
+    def status_after(self, *, reported: bool) -> str | None:
+        """The status to record: `reported` when Plaid states the error as the Item's condition
+        (webhook, `/item/get`, a failed sync), False for one failed request."""
+        return self.status if reported or self.lasting else None
+
+
+_SIGN_IN = "Please sign in to your bank again."
+_UNAVAILABLE = "The bank service is unavailable; please try again."
+
+MEANINGS: dict[str, ErrorMeaning] = {
+    # By class (PLAID_FACTS "Error classes"): every class has its row.
+    _C.NEEDS_USER: ErrorMeaning("LOGIN_REQUIRED", True, True, 409, None, _SIGN_IN),
+    _C.USER_ACTION_AT_BANK: ErrorMeaning(
+        "ERROR", True, False, 409, None, "Your bank needs you to act on its own website first."
+    ),
+    _C.REVOKED: ErrorMeaning(
+        "REVOKED", True, False, 409, None, "The bank connection cannot be used."
+    ),
+    _C.GONE: ErrorMeaning(
+        "ERROR", True, False, 404, None, "This bank connection no longer exists at Plaid."
+    ),
+    _C.INSTITUTION_TRANSIENT: ErrorMeaning(
+        "ERROR", False, False, 503, 900, "Your bank is temporarily unavailable."
+    ),
+    _C.PLAID_TRANSIENT: ErrorMeaning(None, False, False, 502, None, _UNAVAILABLE),
+    _C.RATE_LIMITED: ErrorMeaning(None, False, False, 429, 60, "Too many requests to Plaid."),
+    _C.CREDITS_EXHAUSTED: ErrorMeaning(
+        None, False, False, 503, 86400, "The Plaid allowance is used up."
+    ),
+    _C.RESTART_SYNC: ErrorMeaning(None, False, False, 502, None, _UNAVAILABLE),
+    _C.NOT_READY: ErrorMeaning(None, False, False, 503, 300, "Data is still being prepared."),
+    _C.OURS_TO_FIX: ErrorMeaning(
+        None, False, False, 400, None, "The request to the bank service was not valid."
+    ),
+    _C.UNEXPECTED: ErrorMeaning("ERROR", False, False, 502, None, _UNAVAILABLE),
+    # Codes that mean more than their class: ours to fix, but not the caller's request.
+    **dict.fromkeys(
+        ("INVALID_API_KEYS", "INVALID_ACCESS_TOKEN", SDK_VALIDATION_ERROR),
+        ErrorMeaning(
+            None,
+            False,
+            False,
+            502,
+            None,
+            "The bank service is misconfigured; we have been notified.",
+        ),
+    ),
+}
+"""The one table of what a Plaid error means, by code where the code says more than its class,
+otherwise by class (`meaning` looks it up)."""
+
+
+def meaning(error_class: PlaidErrorClass, error_code: str | None) -> ErrorMeaning:
+    """The row of `MEANINGS` for an error: its code's if it has one, else its class's."""
+    if error_code is not None and error_code in MEANINGS:
+        return MEANINGS[error_code]
+    return MEANINGS[error_class]
+
+
+def classify_code(error_code: str) -> PlaidErrorClass:
+    """The class of a code known without its type (a stored connection's error code)."""
+    return _CLASS_OF_CODE.get(error_code, _C.UNEXPECTED)
+
 
 _RETRYABLE = frozenset({_C.PLAID_TRANSIENT, _C.RATE_LIMITED})
 _TRANSIENT = frozenset(
@@ -210,9 +339,14 @@ class PlaidError(Exception):
         return self.error_class in _TRANSIENT
 
     @property
+    def meaning(self) -> ErrorMeaning:
+        """What the error means for the service (`MEANINGS`)."""
+        return meaning(self.error_class, self.error_code)
+
+    @property
     def needs_reauth(self) -> bool:
         """True when the user must go through Link update mode to repair the Item."""
-        return self.error_class is PlaidErrorClass.NEEDS_USER
+        return self.meaning.needs_reauth
 
     @property
     def from_plaid(self) -> bool:

@@ -33,23 +33,13 @@ from plaid_bridge.plaid.types import Account, SyncPage
 from plaid_bridge.services import Services
 from plaid_bridge.sync.locks import local_lock, try_database_lock
 from plaid_bridge.sync.models import SyncRun
+from plaid_bridge.sync.requests import SYNCABLE
 from plaid_bridge.sync.writer import Target, UpdateWriter, open_writer
 
 logger = logging.getLogger("plaid_bridge.sync")
 
 TRANSACTIONS_UPDATED = "transactions.updated"
 INTERNAL_ERROR = "INTERNAL_ERROR"
-SYNCABLE = frozenset(
-    {ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PENDING_EXPIRATION}
-)
-# What a failed sync tells about the connection: what any call tells, and a failure at the bank
-# (other failures leave its status alone).
-_STATUS_AFTER_FAILURE = {
-    **lifecycle.STATUS_FOR_ERROR,
-    PlaidErrorClass.INSTITUTION_TRANSIENT: ConnectionStatus.ERROR,
-    PlaidErrorClass.USER_ACTION_AT_BANK: ConnectionStatus.ERROR,
-    PlaidErrorClass.GONE: ConnectionStatus.ERROR,
-}
 # How long one page may wait for rate-limit slots before the run gives up (and is retried later).
 _RATE_LIMIT_PATIENCE = 300.0
 _WORTH_RETRYING = frozenset(
@@ -431,7 +421,11 @@ async def _record_failure(
     if error is not None and error.request_id and error.request_id not in progress.request_ids:
         progress.request_ids.append(error.request_id)
     async with services.database.transaction() as session:
-        status = _STATUS_AFTER_FAILURE.get(error.error_class) if error is not None else None
+        # A failed sync is Plaid reporting the Item's condition: even a passing one (the bank
+        # is down) is recorded, and the next successful sync clears it.
+        status = (
+            lifecycle.status_for_error(error.meaning, reported=True) if error is not None else None
+        )
         if error is not None and status is not None:
             connection = await session.scalar(
                 select(PlaidConnection).where(PlaidConnection.item_id == item_id).with_for_update()

@@ -27,9 +27,9 @@ from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
 from plaid_bridge.services import Services
-from plaid_bridge.sync.engine import SYNCABLE, Outcome, SyncResult, sync_item
+from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
 from plaid_bridge.sync.models import SyncRequest, SyncRequestState, SyncRun
-from plaid_bridge.sync.requests import request_sync
+from plaid_bridge.sync.requests import SYNCABLE, request_sync
 
 logger = logging.getLogger("plaid_bridge.sync.queue")
 

@@ -9,9 +9,8 @@ from plaid_bridge.api.openapi import answers
 from plaid_bridge.api.params import ItemIdPath
 from plaid_bridge.api.schemas import CamelModel
 from plaid_bridge.connections.service import find_connection
-from plaid_bridge.connections.tokens import ConnectionRemoved
 from plaid_bridge.dependencies import Member, SessionDep
-from plaid_bridge.sync.requests import request_sync
+from plaid_bridge.sync.requests import refuse_unsyncable, request_sync
 
 router = APIRouter(tags=["sync"])
 
@@ -32,8 +31,7 @@ async def trigger_sync(item_id: ItemIdPath, caller: Member, session: SessionDep)
     """Ask for a transactions sync; coalesces with one already queued or running."""
     connection = await find_connection(session, caller, item_id)
     audit.begin_for(caller, SYNC_REQUESTED, item_id)
-    if not connection.live:
-        raise ConnectionRemoved()
+    refuse_unsyncable(connection)
     await request_sync(session, item_id, reason="manual")
     await audit.record_for(session, caller, SYNC_REQUESTED, item_id=item_id)
     return SyncRequested()

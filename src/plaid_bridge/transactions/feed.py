@@ -1,18 +1,31 @@
 """The service's own change feed of one connection's transactions (`GET /transactions/{id}/sync`).
 
-Every applied sync stamps the rows it changed with the connection's next sequence number. The
-feed walks rows in (change_seq, transaction_id) order; a cursor is the position of the last row
-served. From a position, a live row is "added" if its creation, (created_seq, transaction_id),
-lies after the position (the client has not seen it) and "modified" otherwise; a removed row is
-reported only if the client had seen it. So paging from the empty cursor yields every live
-transaction once as added, and the last cursor later yields exactly what changed since.
+Every applied sync stamps the rows it changed with the connection's next sequence number
+(`change_seq`; `created_seq` on first insert). A client at rest holds the store as of a sequence
+number S (its cursor). A pass from S serves, page by page, the changes up to the connection's
+sequence H when the pass began, and every decision is taken against S, the cursor the client
+started from, never a page's:
+
+- a row created after S (the client has not seen it) comes once under `transactions`, in its
+  latest version, in the order of its creation; one created and removed again before H is
+  skipped;
+- a row created at or before S (the client holds it) that changed in (S, H] comes under
+  `modified`, or under `removed` if it is gone.
+
+The walk's order never moves under the client: a new row stays at its creation, and a held row
+that changes again during the pass moves beyond H, into the next pass (still held, so still
+`modified` or `removed` there). A row created during the pass (after H) waits for the next pass,
+where it is new. A row new to this pass but removed after H is still served here, so that the next
+pass's removal is of an id the client holds. The last page's cursor is H: the client now holds
+the store as of H.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, not_, select, tuple_
+from sqlalchemy import Row, and_, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import PlaidConnection
@@ -21,43 +34,59 @@ from plaid_bridge.transactions import cursors
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.transactions.schemas import feed_json, transaction_json
 
-_VERSION = 1
+_VERSION = 2
+_LEGACY_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """A place in the feed: after the row (seq, transaction_id); (0, "") is the beginning."""
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """Where a client is: it holds the store as of `origin`; within a pass up to `high` (None:
+    the pass begins with this request), after the row `position` = (walk key, transaction id)."""
 
-    seq: int
-    transaction_id: str
-
-
-START = Position(0, "")
-
-
-def encode_cursor(item_id: str, position: Position) -> str:
-    """An opaque cursor for `position` in the Item's feed."""
-    return cursors.encode([_VERSION, item_id, position.seq, position.transaction_id])
+    origin: int
+    high: int | None
+    position: tuple[int, str]
 
 
-def decode_cursor(item_id: str, cursor: str) -> Position:
-    """The position a cursor names; "" is the beginning. 400 INVALID_CURSOR for anything else,
-    including another Item's cursor."""
+def encode_cursor(item_id: str, state: Pass) -> str:
+    """An opaque cursor for `state` in the Item's feed."""
+    if state.high is None:
+        return cursors.encode([_VERSION, item_id, state.origin])
+    return cursors.encode([_VERSION, item_id, state.origin, state.high, *state.position])
+
+
+def _at_rest(origin: int) -> Pass:
+    return Pass(origin, None, (origin, ""))
+
+
+def decode_cursor(item_id: str, cursor: str) -> Pass:
+    """The state a cursor names; "" is the beginning. 400 INVALID_CURSOR for anything else,
+    including another Item's cursor. A cursor of the first version (the last row served) is read
+    as a client holding the store as of that row's sequence."""
     if not cursor:
-        return START
+        return _at_rest(0)
     try:
-        version, owner, seq, transaction_id = cursors.decode(cursor)
-        valid = (
-            version == _VERSION
-            and owner == item_id
-            and cursors.is_row_number(seq)
-            and cursors.is_id_text(transaction_id)
-        )
-    except ValueError:  # InvalidCursor, or an array of another length
-        valid = False
-    if not valid:
+        values = cursors.decode(cursor)
+    except ValueError:
+        values = []
+    state: Pass | None = None
+    if len(values) >= 3 and values[1] == item_id:
+        version, rest = values[0], values[2:]
+        if version == _VERSION and len(rest) == 1 and cursors.is_row_number(rest[0]):
+            state = _at_rest(rest[0])
+        elif version == _VERSION and len(rest) == 4:
+            origin, high, key, transaction_id = rest
+            if all(map(cursors.is_row_number, (origin, high, key))) and cursors.is_id_text(
+                transaction_id
+            ):
+                state = Pass(origin, high, (key, transaction_id))
+        elif version == _LEGACY_VERSION and len(rest) == 2:
+            seq, transaction_id = rest
+            if cursors.is_row_number(seq) and cursors.is_id_text(transaction_id):
+                state = Pass(seq, None, (seq, transaction_id))
+    if state is None:
         raise BadRequest("The cursor is not one this feed issued.", code="INVALID_CURSOR")
-    return Position(seq, transaction_id)
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,51 +107,80 @@ class FeedPage:
         )
 
 
+_t = PlaidTransaction
+_COLUMNS = (
+    _t.created_seq,
+    _t.change_seq,
+    _t.transaction_id,
+    _t.account_id,
+    _t.amount,
+    _t.raw,
+    _t.removed,
+)
+
+
 async def feed_page(
     session: AsyncSession, connection: PlaidConnection, cursor: str, count: int
 ) -> FeedPage:
     """Up to `count` changes of the connection's transactions after `cursor`."""
-    position = decode_cursor(connection.item_id, cursor)
-    t = PlaidTransaction
-    after = (position.seq, position.transaction_id)
-    rows = (
+    state = decode_cursor(connection.item_id, cursor)
+    origin = state.origin
+    high = connection.change_seq if state.high is None else state.high
+    if high <= origin:  # nothing happened since the client's cursor
+        return FeedPage([], [], [], encode_cursor(connection.item_id, _at_rest(origin)), False)
+    after = tuple_(*state.position)
+    # Two walks, each in the order of an index, merged: rows new to the client by creation...
+    new_rows = (
         await session.execute(
-            select(
-                t.change_seq,
-                t.transaction_id,
-                t.account_id,
-                t.amount,
-                t.raw,
-                t.removed,
-                t.created_seq,
-            )
+            select(*_COLUMNS)
             .where(
-                t.connection_id == connection.id,
-                tuple_(t.change_seq, t.transaction_id) > tuple_(*after),
-                # A row created and removed since the position was never seen: skip it.
-                not_(and_(t.removed, tuple_(t.created_seq, t.transaction_id) > tuple_(*after))),
+                _t.connection_id == connection.id,
+                _t.created_seq > origin,
+                _t.created_seq <= high,
+                tuple_(_t.created_seq, _t.transaction_id) > after,
+                not_(and_(_t.removed, _t.change_seq <= high)),
             )
-            .order_by(t.change_seq, t.transaction_id)
+            .order_by(_t.created_seq, _t.transaction_id)
             .limit(count + 1)
         )
     ).all()
-    has_more = len(rows) > count
-    rows = rows[:count]
+    # ...and rows the client holds, by their change.
+    held_rows = (
+        await session.execute(
+            select(*_COLUMNS)
+            .where(
+                _t.connection_id == connection.id,
+                _t.created_seq <= origin,
+                _t.change_seq > origin,
+                _t.change_seq <= high,
+                tuple_(_t.change_seq, _t.transaction_id) > after,
+            )
+            .order_by(_t.change_seq, _t.transaction_id)
+            .limit(count + 1)
+        )
+    ).all()
+    walk: list[tuple[tuple[int, str], bool, Row[Any]]] = sorted(
+        [((row.created_seq, row.transaction_id), True, row) for row in new_rows]
+        + [((row.change_seq, row.transaction_id), False, row) for row in held_rows],
+        key=lambda entry: entry[0],
+    )
+    has_more = len(walk) > count
+    walk = walk[:count]
     added: list[str] = []
     modified: list[str] = []
     removed: list[dict[str, str]] = []
-    for _, transaction_id, account_id, amount, raw, is_removed, created_seq in rows:
-        if is_removed:
-            removed.append({"transaction_id": transaction_id, "account_id": account_id})
-        elif Position(created_seq, transaction_id) > position:
-            added.append(transaction_json(raw, amount))
+    for _key, new, row in walk:
+        if new:
+            added.append(transaction_json(row.raw, row.amount))
+        elif row.removed:
+            removed.append({"transaction_id": row.transaction_id, "account_id": row.account_id})
         else:
-            modified.append(transaction_json(raw, amount))
-    last = Position(rows[-1][0], rows[-1][1]) if rows else position
+            modified.append(transaction_json(row.raw, row.amount))
+    following = Pass(origin, high, walk[-1][0]) if has_more else _at_rest(high)
     return FeedPage(
         added=added,
         modified=modified,
         removed=removed,
-        next_cursor=encode_cursor(connection.item_id, last),
+        next_cursor=encode_cursor(connection.item_id, following),
         has_more=has_more,
     )

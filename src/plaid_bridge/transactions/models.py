@@ -16,13 +16,14 @@ class PlaidTransaction(Base):
     """A Plaid transaction; soft-removed so the change feed can report the removal.
 
     `change_seq` is the connection's sequence number of the sync that last touched the row and
-    `created_seq` the one that first stored it: the feed reads rows with `change_seq` above a
-    cursor and tells added from modified by `created_seq`.
+    `created_seq` the one that first stored it: the feed walks rows new to a client by
+    `created_seq` and rows it holds by `change_seq` (both indexed).
     """
 
     __tablename__ = "plaid_transactions"
     __table_args__ = (
         Index(None, "connection_id", "change_seq", "transaction_id"),
+        Index(None, "connection_id", "created_seq", "transaction_id"),
         Index(None, "connection_id", "date", "id"),
         Index(None, "account_id"),
     )

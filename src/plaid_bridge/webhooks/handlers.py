@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from plaid_bridge.activity import events
 from plaid_bridge.connections import lifecycle
 from plaid_bridge.connections.models import ConnectionStatus, PlaidAccount, PlaidConnection
-from plaid_bridge.plaid.errors import PlaidErrorClass, classify
+from plaid_bridge.plaid.errors import classify, meaning
 from plaid_bridge.sync.requests import request_sync
 
 __all__ = ["HANDLERS", "Handler", "Payload", "handle"]
@@ -143,8 +143,10 @@ async def _item_error(
     live: PlaidConnection,
     payload: Payload,
 ) -> None:
-    """Login-class errors need the user; revocation revokes; anything else is a (transient)
-    ERROR carrying Plaid's code."""
+    """Plaid reports the Item's error: the status the table of meanings gives the code
+    (`plaid.errors.MEANINGS`: login-class codes need the user, revocation revokes, a bank
+    outage is a transient ERROR), carrying Plaid's code; a code that leads to no status (Plaid's
+    own trouble) changes nothing."""
     error = payload.get("error")
     code = error.get("error_code") if isinstance(error, dict) else None
     if not isinstance(error, dict) or not isinstance(code, str):
@@ -152,12 +154,10 @@ async def _item_error(
         return
     error_type = error.get("error_type")
     error_class = classify(error_type if isinstance(error_type, str) else None, code)
-    if error_class is PlaidErrorClass.NEEDS_USER:
-        status = _S.LOGIN_REQUIRED
-    elif error_class is PlaidErrorClass.REVOKED:
-        status = _S.REVOKED
-    else:
-        status = _S.ERROR
+    status = lifecycle.status_for_error(meaning(error_class, code), reported=True)
+    if status is None:
+        logger.info("webhook.error_status_unchanged", extra={"plaid_error_code": code})
+        return
     if _milder(live, status):
         logger.info("webhook.error_kept_worse_status", extra={"status": live.status})
         return

@@ -41,6 +41,11 @@ class Case:
         return BASE + (self.path(item_id) if callable(self.path) else self.path)
 
 
+def _at(origin: int) -> Pass:
+    """A feed position at rest at `origin` (a number the database may not hold)."""
+    return Pass(origin, None, (0, ""))
+
+
 def _feed(cursor: Callable[[str], str]) -> Callable[[str], str]:
     return lambda item: f"/transactions/{item}/sync?cursor={cursor(item)}"
 

@@ -22,7 +22,13 @@ from plaid_bridge.connections.reauth_router import router as reauth_router
 from plaid_bridge.connections.router import router as connections_router
 from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
-from plaid_bridge.logs import configure_logging, item_id_var, org_id_var, request_id_var
+from plaid_bridge.logs import (
+    client_ip_var,
+    configure_logging,
+    item_id_var,
+    org_id_var,
+    request_id_var,
+)
 from plaid_bridge.ops.metrics import HttpMetricsMiddleware
 from plaid_bridge.ops.router import router as ops_router
 from plaid_bridge.services import Services, build_services
@@ -38,7 +44,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class RequestContextMiddleware:
     """Gives every request an id (a sane incoming `X-Request-ID`, else a new one), echoes it in
-    the response, and scopes the logging context and the pending audit action to the request."""
+    the response, and scopes the logging context (request id, client address, org, Item) and
+    the pending audit action to the request. Runs inside the proxy-headers middleware, so the
+    client address is the one the audit log records."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,11 +57,13 @@ class RequestContextMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        client = scope.get("client")
         tokens = (
             request_id_var.set(request_id),
             org_id_var.set(None),
             item_id_var.set(None),
             audit.pending_action.set([]),
+            client_ip_var.set(client[0] if client else None),
         )
 
         started = False
@@ -83,6 +93,7 @@ class RequestContextMiddleware:
             org_id_var.reset(tokens[1])
             item_id_var.reset(tokens[2])
             audit.pending_action.reset(tokens[3])
+            client_ip_var.reset(tokens[4])
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:

@@ -303,12 +303,17 @@ def _import_legacy(args: argparse.Namespace) -> int:
     return 1 if report.count(Outcome.FAILED) else 0
 
 
-def _worker(_args: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace) -> int:
     from plaid_bridge import worker
 
     settings = _settings()
+    if args.port is not None and _port_taken(
+        "worker", args.host, args.port, "the worker's /healthz and /metrics", "--port"
+    ):
+        return 2
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(worker.serve(settings))
+    http = (args.host, args.port) if args.port is not None else None
+    asyncio.run(worker.serve(settings, http=http))
     return 0
 
 
@@ -381,7 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", default="OWNER", choices=["OWNER", "ADMIN", "MANAGER", "MEMBER", "VIEWER"]
     )
 
-    add("worker", _worker, "process webhooks and syncs until SIGTERM (WORKER_MODE=external)")
+    worker = add(
+        "worker", _worker, "process webhooks and syncs until SIGTERM (WORKER_MODE=external)"
+    )
+    worker.add_argument("--host", default="127.0.0.1", help="address of --port")
+    worker.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="serve /healthz and /metrics on this port (default: no HTTP)",
+    )
     add("rotate-keys", _rotate_keys, "re-encrypt every stored access token with the active key")
     legacy = add(
         "import-legacy",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from plaid_bridge.config import Settings
+from plaid_bridge.ops import worker_http
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks.inbox import Inbox
@@ -74,6 +75,19 @@ class Worker:
         self._sync_wakeup = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._next_reconcile = 0.0
+        self.lease_seconds = lease_seconds
+        # When the inbox loop last finished a pass (monotonic): the worker's sign of life.
+        self.last_inbox_pass: float | None = None
+
+    def stale_reason(self) -> str | None:
+        """None while the inbox loop finishes passes; else why the worker is not alive. A loop
+        stuck for longer than a lease has lost its claims to the other workers anyway."""
+        if self.last_inbox_pass is None:
+            return "the worker has not finished a pass yet"
+        silent = time.monotonic() - self.last_inbox_pass
+        if silent > self.lease_seconds:
+            return f"the inbox loop has not finished a pass for {silent:.0f} s"
+        return None
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -103,6 +117,7 @@ class Worker:
 
     async def _inbox_pass(self) -> int:
         handled = await self.process_inbox()
+        self.last_inbox_pass = time.monotonic()
         if handled:
             self._sync_wakeup.set()  # applied webhooks may have queued syncs
         return handled
@@ -170,8 +185,11 @@ class Worker:
         )
 
 
-async def serve(settings: Settings) -> None:
-    """`plaid-bridge worker`: run until SIGTERM or SIGINT, finishing the row in progress."""
+async def serve(settings: Settings, *, http: tuple[str, int] | None = None) -> None:
+    """`plaid-bridge worker`: run until SIGTERM or SIGINT, finishing the row in progress. With
+    `http` (host, port), also serve `/healthz` and `/metrics` there (`ops/worker_http.py`);
+    a port that cannot be bound raises OSError before any work starts."""
+    listener = worker_http.bind(*http) if http is not None else None
     services = build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -180,9 +198,15 @@ async def serve(settings: Settings) -> None:
     worker = Worker(
         services, worker_id=default_worker_id(), lease_seconds=settings.worker_lease_seconds
     )
+    tasks = []
+    if listener is not None:
+        app = worker_http.worker_app(services.metrics, services.database, alive=worker.stale_reason)
+        tasks.append(asyncio.create_task(worker_http.serve_until(app, listener, stop)))
     try:
         await worker.run_forever(stop)
     finally:
+        stop.set()
+        await asyncio.gather(*tasks)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await services.aclose()

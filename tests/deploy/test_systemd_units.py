@@ -53,9 +53,12 @@ def test_each_exec_start_is_a_plaid_bridge_command(unit: Path) -> None:
     parsed = configparser.ConfigParser(strict=False, interpolation=None)
     parsed.optionxform = str  # type: ignore[assignment,method-assign]
     parsed.read_string(unit.read_text())
-    command = shlex.split(parsed["Service"]["ExecStart"].replace("%i", "8001"))
+    instance = "8001" if "-api@" in unit.name else "1"
+    command = shlex.split(parsed["Service"]["ExecStart"].replace("%i", instance))
     assert command[0] == INSTALLED_COMMAND
     args = build_parser().parse_args(command[1:])
     assert args.command in ("serve", "worker", "db")
     if args.command == "serve":
         assert (args.host, args.port, args.workers) == ("127.0.0.1", 8001, 1)
+    if args.command == "worker":
+        assert (args.host, args.port) == ("127.0.0.1", 9101)

@@ -47,5 +47,5 @@ async def readyz(request: Request) -> dict[str, str]:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process."""
     services: Services = request.app.state.services
-    await services.metrics.refresh_connections(services.database)
+    await services.metrics.refresh_from_database(services.database)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -111,10 +111,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             running,
             worker_id=default_worker_id("api"),
             lease_seconds=settings.worker_lease_seconds,
+            role="api",
         )
         stop_worker = asyncio.Event()
         worker_task = asyncio.create_task(worker.run_forever(stop_worker)) if embedded else None
         app.state.worker_wakeup = worker.wakeup if embedded else None
+        app.state.worker = worker if embedded else None  # /readyz checks it
         try:
             yield
         finally:

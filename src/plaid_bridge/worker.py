@@ -16,8 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import anyio
+
 from plaid_bridge.config import Settings
-from plaid_bridge.ops import worker_http
+from plaid_bridge.ops import heartbeats, worker_http
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks.inbox import Inbox
@@ -53,6 +55,7 @@ class Worker:
         retry_base_seconds: float = 5.0,
         retry_max_seconds: float = 3600.0,
         reconcile_interval: float = 300.0,
+        role: str = "worker",
     ) -> None:
         if lease_seconds <= 0 or batch < 1 or max_attempts < 1:
             raise ValueError("lease_seconds, batch and max_attempts must be positive")
@@ -76,8 +79,12 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._next_reconcile = 0.0
         self.lease_seconds = lease_seconds
-        # When the inbox loop last finished a pass (monotonic): the worker's sign of life.
+        self.role = role
+        # When the inbox loop last finished a pass (monotonic): the worker's sign of life, kept
+        # in the database too (`ops/heartbeats.py`) at most every `heartbeat_interval` seconds.
         self.last_inbox_pass: float | None = None
+        self.heartbeat_interval = min(lease_seconds / 4, 15.0)
+        self._last_beat: float | None = None
 
     def stale_reason(self) -> str | None:
         """None while the inbox loop finishes passes; else why the worker is not alive. A loop
@@ -113,14 +120,29 @@ class Worker:
             )
         finally:
             self._stop = None
+            await self._forget_heartbeat()
             logger.info("worker.stopped", extra={"worker_id": self.worker_id})
 
     async def _inbox_pass(self) -> int:
         handled = await self.process_inbox()
-        self.last_inbox_pass = time.monotonic()
+        self.last_inbox_pass = now = time.monotonic()
+        if self._last_beat is None or now - self._last_beat >= self.heartbeat_interval:
+            await heartbeats.beat(self.services.database, worker_id=self.worker_id, role=self.role)
+            self._last_beat = now
         if handled:
             self._sync_wakeup.set()  # applied webhooks may have queued syncs
         return handled
+
+    async def _forget_heartbeat(self) -> None:
+        """A worker that stops says so, so that readiness does not count it until it ages."""
+        if self._last_beat is None:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await heartbeats.forget(self.services.database, self.worker_id)
+        except Exception as error:  # the row then ages out; stopping must not fail on it
+            logger.warning("worker.heartbeat_not_removed", extra={"error": type(error).__name__})
+        self._last_beat = None
 
     async def _loop(
         self,

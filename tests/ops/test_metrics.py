@@ -18,6 +18,7 @@ from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
 from plaid_bridge.logs import configure_logging
+from plaid_bridge.ops import heartbeats
 from plaid_bridge.ops.metrics import Metrics
 from plaid_bridge.sync.models import SyncRequest
 from plaid_bridge.sync.requests import request_sync
@@ -183,6 +184,8 @@ async def test_backlog_gauges_count_the_inbox_and_the_sync_queue(api: Api) -> No
     idle = await scrape(api)
     assert value(idle, "plaid_bridge_webhook_inbox_oldest_age_seconds") == 0
     assert value(idle, "plaid_bridge_sync_queue_requests") == 0
+    assert not any(name == "plaid_bridge_worker_heartbeat_age_seconds" for name, _ in idle)
+    await heartbeats.beat(api.services.database, worker_id="h:1:worker", role="worker")
     old = utcnow() - timedelta(minutes=10)
     async with api.services.database.transaction() as session:
         for status, received in (("PENDING", old), ("PENDING", utcnow()), ("FAILED", old)):
@@ -219,6 +222,7 @@ async def test_backlog_gauges_count_the_inbox_and_the_sync_queue(api: Api) -> No
     assert value(samples, rows, status="PROCESSING") == 0
     assert value(samples, rows, status="FAILED") == 1
     assert 600 <= value(samples, "plaid_bridge_webhook_inbox_oldest_age_seconds") < 660
+    assert 0 <= value(samples, "plaid_bridge_worker_heartbeat_age_seconds", role="worker") < 60
     assert value(samples, "plaid_bridge_sync_queue_requests") == 3
     # item-1 has waited five minutes for a worker; item-2 waits out a retry backoff.
     assert 300 <= value(samples, "plaid_bridge_sync_queue_oldest_due_seconds") < 360

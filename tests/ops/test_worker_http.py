@@ -19,7 +19,7 @@ from plaid_bridge.ops.metrics import Metrics
 from plaid_bridge.ops.worker_http import worker_app
 from plaid_bridge.services import Services
 from plaid_bridge.worker import Worker
-from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, UNREACHABLE_WEBHOOK
+from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, UNREACHABLE_WEBHOOK, Api, make_settings
 from tests.deploy.stack import free_ports
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +111,60 @@ async def test_healthz_answers_503_with_the_reason(services: Services) -> None:
         "status": "stale",
         "reason": "the inbox loop has not finished a pass for 90 s",
     }
+
+
+async def test_readyz_turns_unready_when_the_only_worker_is_killed(
+    api: Api, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    current = api.services.settings
+    api.use(
+        make_settings(
+            database_url=current.database_url,
+            plaid_api_host=current.plaid_host,
+            var_dir=current.var_dir,
+            worker_mode="external",
+            worker_lease_seconds=2,
+        )
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": current.database_url,
+        "PLAID_API_HOST": emulator.url,
+        "PLAID_WEBHOOK_URL": UNREACHABLE_WEBHOOK,
+        "PLAID_ENCRYPTION_KEYS": ENCRYPTION_KEYS,
+        "AUTH_JWT_SECRET": JWT_SECRET,
+        "VAR_DIR": str(tmp_path / "var"),
+        "WORKER_MODE": "external",
+        "WORKER_LEASE_SECONDS": "2",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(COMMAND),
+        "worker",
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def until(status: int) -> httpx.Response:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (answer := await api.client.get("/readyz")).status_code != status:
+            assert time.monotonic() < deadline, answer.text
+            await asyncio.sleep(0.05)
+        return answer
+
+    try:
+        assert (await until(200)).json()["worker"]["mode"] == "external"
+        process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), WAIT_SECONDS)
+        killed_at = time.monotonic()
+        stale = await until(503)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    # The killed worker's row stays, and ages past the lease.
+    assert stale.json()["error"]["code"] == "WORKER_STALE"
+    assert stale.json()["error"]["message"].startswith("No worker has reported for ")
+    assert time.monotonic() - killed_at < WAIT_SECONDS

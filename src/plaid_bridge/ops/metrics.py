@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.db import utcnow
+from plaid_bridge.ops.models import WorkerHeartbeat
 from plaid_bridge.sync.models import SyncRequest, SyncRequestState
 from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
 
@@ -143,6 +144,13 @@ class Metrics:
             "Sync requests queued or running, at scrape time.",
             registry=r,
         )
+        self.heartbeat_age = Gauge(
+            "plaid_bridge_worker_heartbeat_age_seconds",
+            "Age of the freshest worker heartbeat, by role (worker: `plaid-bridge worker`, api: "
+            "the worker embedded in an API process); a role without workers has no series.",
+            ["role"],
+            registry=r,
+        )
         self.sync_waiting = Gauge(
             "plaid_bridge_sync_queue_oldest_due_seconds",
             "How long the longest-waiting due sync request has waited for a worker (a request "
@@ -194,9 +202,10 @@ class Metrics:
     # Scrape
 
     async def refresh_from_database(self, database: Database) -> None:
-        """Sets the gauges counted in the database (connections, inbox, sync queue); keeps the
-        last figures (and logs) if the database cannot answer, so a scrape never fails on it.
-        The figures describe the whole deployment: every process reports the same ones."""
+        """Sets the gauges counted in the database (connections, inbox, sync queue, worker
+        heartbeats); keeps the last figures (and logs) if the database cannot answer, so a
+        scrape never fails on it. The figures describe the whole deployment: every process
+        reports the same ones."""
         waiting = [InboxStatus.PENDING.value, InboxStatus.PROCESSING.value]
         by_status = select(PlaidConnection.status, func.count()).group_by(PlaidConnection.status)
         inbox = (
@@ -206,6 +215,9 @@ class Metrics:
         )
         now = utcnow()
         queued = select(func.count()).select_from(SyncRequest)
+        freshest_beats = select(WorkerHeartbeat.role, func.max(WorkerHeartbeat.beat_at)).group_by(
+            WorkerHeartbeat.role
+        )
         due = select(func.min(SyncRequest.not_before)).where(
             SyncRequest.state == SyncRequestState.QUEUED.value, SyncRequest.not_before <= now
         )
@@ -215,6 +227,7 @@ class Metrics:
                 inbox_rows = (await connection.execute(inbox)).all()
                 requests = int((await connection.execute(queued)).scalar_one())
                 due_since = (await connection.execute(due)).scalar_one()
+                beats = (await connection.execute(freshest_beats)).all()
         except Exception as error:
             logger.warning("metrics.database_unavailable", extra={"error": type(error).__name__})
             return
@@ -232,6 +245,9 @@ class Metrics:
             self.inbox_rows.labels(status).set(count)
         waiting_since = [since for status in waiting if (since := rows[status][1]) is not None]
         self.inbox_oldest.set(_age(now, min(waiting_since) if waiting_since else None))
+        self.heartbeat_age.clear()
+        for role, beat_at in beats:
+            self.heartbeat_age.labels(str(role)).set(_age(now, beat_at))
         self.sync_queue.set(requests)
         self.sync_waiting.set(_age(now, due_since))
 

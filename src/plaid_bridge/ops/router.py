@@ -8,9 +8,11 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from plaid_bridge.db import utcnow
 from plaid_bridge.errors import Unavailable
-from plaid_bridge.ops import migrate
+from plaid_bridge.ops import heartbeats, migrate
 from plaid_bridge.services import Services
+from plaid_bridge.worker import Worker
 
 router = APIRouter(tags=["ops"])
 logger = logging.getLogger("plaid_bridge.ops")
@@ -23,8 +25,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> dict[str, str]:
-    """The database is reachable and its schema is at the latest migration."""
+async def readyz(request: Request) -> dict[str, object]:
+    """The database is reachable, its schema is at the latest migration, and a worker is working."""
     services: Services = request.app.state.services
     try:
         async with services.database.engine.connect() as connection:
@@ -40,7 +42,44 @@ async def readyz(request: Request) -> dict[str, str]:
             code="MIGRATIONS_PENDING",
             retry_after=30,
         )
-    return {"status": "ready", "migration": current or ""}
+    answer: dict[str, object] = {"status": "ready", "migration": current or ""}
+    worker = await _worker_state(request, services)
+    if worker is not None:
+        answer["worker"] = worker
+    return answer
+
+
+async def _worker_state(request: Request, services: Services) -> dict[str, object] | None:
+    """What is known of the worker this deployment expects, or None when it expects none here;
+    raises Unavailable (`WORKER_STALE`) when that worker is not working.
+
+    `WORKER_MODE=external`: some `plaid-bridge worker` must have written its heartbeat within
+    `WORKER_LEASE_SECONDS`. Embedded: this process's own worker must be finishing passes.
+    """
+    lease = services.settings.worker_lease_seconds
+    if services.settings.worker_mode == "external":
+        latest = await heartbeats.freshest(services.database, role="worker")
+        if latest is None:
+            raise Unavailable(
+                "No worker is running; start `plaid-bridge worker` (WORKER_MODE=external).",
+                code="WORKER_STALE",
+                retry_after=5,
+            )
+        age = max((utcnow() - latest).total_seconds(), 0.0)
+        if age > lease:
+            raise Unavailable(
+                f"No worker has reported for {age:.0f} s (WORKER_LEASE_SECONDS={lease:g}).",
+                code="WORKER_STALE",
+                retry_after=5,
+            )
+        return {"mode": "external", "heartbeatAgeSeconds": round(age, 1)}
+    worker: Worker | None = getattr(request.app.state, "worker", None)
+    if worker is None:
+        return None
+    problem = worker.stale_reason()
+    if problem is not None:
+        raise Unavailable(f"The embedded worker is not working: {problem}.", code="WORKER_STALE")
+    return {"mode": "embedded"}
 
 
 @router.get("/metrics", response_class=Response)

@@ -27,6 +27,7 @@ from plaid_bridge.demo.router import dev_router, page_router
 from plaid_bridge.dependencies import per_user_limit
 from plaid_bridge.errors import AppError, audit_failure, error_response, install_error_handlers
 from plaid_bridge.logs import (
+    client_ip_var,
     configure_logging,
     item_id_var,
     org_id_var,
@@ -53,7 +54,9 @@ plaid?}, requestId}`; request bodies over `MAX_REQUEST_BYTES` are refused with 4
 
 class RequestContextMiddleware:
     """Gives every request an id (a sane incoming `X-Request-ID`, else a new one), echoes it in
-    the response, and scopes the logging context and the pending audit action to the request."""
+    the response, and scopes the logging context (request id, client address, org, Item) and
+    the pending audit action to the request. Runs inside the proxy-headers middleware, so the
+    client address is the one the audit log records."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,11 +67,13 @@ class RequestContextMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = request_id_for(incoming)
+        client = scope.get("client")
         tokens = (
             request_id_var.set(request_id),
             org_id_var.set(None),
             item_id_var.set(None),
             audit.pending_action.set([]),
+            client_ip_var.set(client[0] if client else None),
         )
 
         started = False
@@ -98,6 +103,7 @@ class RequestContextMiddleware:
             org_id_var.reset(tokens[1])
             item_id_var.reset(tokens[2])
             audit.pending_action.reset(tokens[3])
+            client_ip_var.reset(tokens[4])
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -115,10 +121,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             running,
             worker_id=default_worker_id("api"),
             lease_seconds=settings.worker_lease_seconds,
+            role="api",
         )
         stop_worker = asyncio.Event()
         worker_task = asyncio.create_task(worker.run_forever(stop_worker)) if embedded else None
         app.state.worker_wakeup = worker.wakeup if embedded else None
+        app.state.worker = worker if embedded else None  # /readyz checks it
         try:
             yield
         finally:

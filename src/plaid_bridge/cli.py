@@ -1,4 +1,5 @@
-"""The `plaid-bridge` command: serve, dev, emulator, reset, db, dev-token, rotate-keys."""
+"""The `plaid-bridge` command: serve, dev, emulator, reset, db, dev-token, rotate-keys,
+import-legacy."""
 
 from __future__ import annotations
 
@@ -266,12 +267,58 @@ def _rotate_keys(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(_args: argparse.Namespace) -> int:
-    from plaid_bridge import worker
+def _import_legacy(args: argparse.Namespace) -> int:
+    """Bring the old module's connections over; the report on stdout, exit 1 if a row failed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from plaid_bridge.connections.legacy_import import ImportReport, Outcome, import_legacy
+    from plaid_bridge.redaction import redact_text
+    from plaid_bridge.services import build_services
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(worker.serve(settings))
+
+    async def run() -> ImportReport:
+        services = build_services(settings)
+        try:
+            return await import_legacy(
+                services,
+                source_url=args.database_url,
+                default_org=args.default_org,
+                dry_run=args.dry_run,
+            )
+        finally:
+            await services.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except ValueError as error:
+        print(f"plaid-bridge import-legacy: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        print(
+            "plaid-bridge import-legacy: cannot read the old plaid_connections table: "
+            f"{redact_text(reason[0]) if reason else type(error).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    for line in report.lines():
+        print(line)
+    return 1 if report.count(Outcome.FAILED) else 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from plaid_bridge import worker
+
+    settings = _settings()
+    if args.port is not None and _port_taken(
+        "worker", args.host, args.port, "the worker's /healthz and /metrics", "--port"
+    ):
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    http = (args.host, args.port) if args.port is not None else None
+    asyncio.run(worker.serve(settings, http=http))
     return 0
 
 
@@ -347,8 +394,31 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["OWNER", "ADMIN", "MANAGER", "MEMBER", "VIEWER"],
     )
 
-    add("worker", _worker, "process webhooks and syncs until SIGTERM (WORKER_MODE=external)")
+    worker = add(
+        "worker", _worker, "process webhooks and syncs until SIGTERM (WORKER_MODE=external)"
+    )
+    worker.add_argument("--host", default="127.0.0.1", help="address of --port")
+    worker.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="serve /healthz and /metrics on this port (default: no HTTP)",
+    )
     add("rotate-keys", _rotate_keys, "re-encrypt every stored access token with the active key")
+    legacy = add(
+        "import-legacy",
+        _import_legacy,
+        "import the old NestJS module's connections (idempotent; tokens re-encrypted)",
+    )
+    legacy.add_argument(
+        "--database-url", required=True, help="the old module's database (read only)"
+    )
+    legacy.add_argument(
+        "--default-org", default=None, help="organisation for rows that have none (else skipped)"
+    )
+    legacy.add_argument(
+        "--dry-run", action="store_true", help="report what would happen; write nothing"
+    )
     add("health-summary", _health_summary, "print the health summary of every org (JSON lines)")
     return parser
 

@@ -16,6 +16,8 @@ from plaid_bridge.redaction import redact, redact_text
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 org_id_var: ContextVar[str | None] = ContextVar("org_id", default=None)
 item_id_var: ContextVar[str | None] = ContextVar("item_id", default=None)
+# The client's address as the app believes it (the peer, or a trusted proxy's X-Forwarded-For).
+client_ip_var: ContextVar[str | None] = ContextVar("client_ip", default=None)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -27,7 +29,12 @@ def request_id_for(incoming: str | None) -> str:
     return uuid.uuid4().hex
 
 
-_CONTEXT = {"request_id": request_id_var, "org_id": org_id_var, "item_id": item_id_var}
+_CONTEXT = {
+    "request_id": request_id_var,
+    "client_ip": client_ip_var,
+    "org_id": org_id_var,
+    "item_id": item_id_var,
+}
 # Record attributes that are logging's own (and uvicorn's ANSI-coloured copy of the message).
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
     "message",

@@ -24,6 +24,7 @@ import anyio
 
 from plaid_bridge.config import Settings
 from plaid_bridge.connections import removal
+from plaid_bridge.ops import heartbeats, worker_http
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks.inbox import Inbox
@@ -59,6 +60,7 @@ class Worker:
         retry_base_seconds: float = 5.0,
         retry_max_seconds: float = 3600.0,
         reconcile_interval: float = 300.0,
+        role: str = "worker",
     ) -> None:
         if lease_seconds <= 0 or batch < 1 or max_attempts < 1:
             raise ValueError("lease_seconds, batch and max_attempts must be positive")
@@ -82,6 +84,23 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._sync_pass: anyio.CancelScope | None = None
         self._next_reconcile = 0.0
+        self.lease_seconds = lease_seconds
+        self.role = role
+        # When the inbox loop last finished a pass (monotonic): the worker's sign of life, kept
+        # in the database too (`ops/heartbeats.py`) at most every `heartbeat_interval` seconds.
+        self.last_inbox_pass: float | None = None
+        self.heartbeat_interval = min(lease_seconds / 4, 15.0)
+        self._last_beat: float | None = None
+
+    def stale_reason(self) -> str | None:
+        """None while the inbox loop finishes passes; else why the worker is not alive. A loop
+        stuck for longer than a lease has lost its claims to the other workers anyway."""
+        if self.last_inbox_pass is None:
+            return "the worker has not finished a pass yet"
+        silent = time.monotonic() - self.last_inbox_pass
+        if silent > self.lease_seconds:
+            return f"the inbox loop has not finished a pass for {silent:.0f} s"
+        return None
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -109,6 +128,7 @@ class Worker:
             )
         finally:
             self._stop = None
+            await self._forget_heartbeat()
             logger.info("worker.stopped", extra={"worker_id": self.worker_id})
 
     async def _interruptible_sync_pass(self) -> int:
@@ -132,9 +152,24 @@ class Worker:
 
     async def _inbox_pass(self) -> int:
         handled = await self.process_inbox()
+        self.last_inbox_pass = now = time.monotonic()
+        if self._last_beat is None or now - self._last_beat >= self.heartbeat_interval:
+            await heartbeats.beat(self.services.database, worker_id=self.worker_id, role=self.role)
+            self._last_beat = now
         if handled:
             self._sync_wakeup.set()  # applied webhooks may have queued syncs
         return handled
+
+    async def _forget_heartbeat(self) -> None:
+        """A worker that stops says so, so that readiness does not count it until it ages."""
+        if self._last_beat is None:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await heartbeats.forget(self.services.database, self.worker_id)
+        except Exception as error:  # the row then ages out; stopping must not fail on it
+            logger.warning("worker.heartbeat_not_removed", extra={"error": type(error).__name__})
+        self._last_beat = None
 
     async def _loop(
         self,
@@ -218,9 +253,12 @@ async def stop_within(task: asyncio.Task[None], stop: asyncio.Event, grace: floa
             task.result()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, http: tuple[str, int] | None = None) -> None:
     """`plaid-bridge worker`: run until SIGTERM or SIGINT, then stop within
-    `shutdown_grace_seconds` (`stop_within`)."""
+    `shutdown_grace_seconds` (`stop_within`). With `http` (host, port), also serve `/healthz`
+    and `/metrics` there (`ops/worker_http.py`); a port that cannot be bound raises OSError
+    before any work starts."""
+    listener = worker_http.bind(*http) if http is not None else None
     services = build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -231,11 +269,17 @@ async def serve(settings: Settings) -> None:
     )
     task = asyncio.create_task(worker.run_forever(stop))
     stopping = asyncio.ensure_future(stop.wait())
+    tasks = []
+    if listener is not None:
+        app = worker_http.worker_app(services.metrics, services.database, alive=worker.stale_reason)
+        tasks.append(asyncio.create_task(worker_http.serve_until(app, listener, stop)))
     try:
         await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         await stop_within(task, stop, settings.shutdown_grace_seconds)
     finally:
         stopping.cancel()
+        stop.set()
+        await asyncio.gather(*tasks)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await services.aclose()

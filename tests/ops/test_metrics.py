@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -15,8 +16,13 @@ from sqlalchemy import select
 
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
+from plaid_bridge.db import utcnow
 from plaid_bridge.logs import configure_logging
+from plaid_bridge.ops import heartbeats
 from plaid_bridge.ops.metrics import Metrics
+from plaid_bridge.sync.models import SyncRequest
+from plaid_bridge.sync.requests import request_sync
+from plaid_bridge.webhooks.models import WebhookEvent
 from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, Api, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -172,3 +178,51 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     assert (
         second.registry.get_sample_value("plaid_bridge_sync_runs_total", {"outcome": "ok"}) is None
     )
+
+
+async def test_backlog_gauges_count_the_inbox_and_the_sync_queue(api: Api) -> None:
+    idle = await scrape(api)
+    assert value(idle, "plaid_bridge_webhook_inbox_oldest_age_seconds") == 0
+    assert value(idle, "plaid_bridge_sync_queue_requests") == 0
+    assert not any(name == "plaid_bridge_worker_heartbeat_age_seconds" for name, _ in idle)
+    await heartbeats.beat(api.services.database, worker_id="h:1:worker", role="worker")
+    old = utcnow() - timedelta(minutes=10)
+    async with api.services.database.transaction() as session:
+        for status, received in (("PENDING", old), ("PENDING", utcnow()), ("FAILED", old)):
+            session.add(
+                WebhookEvent(
+                    webhook_type="ITEM",
+                    webhook_code="ERROR",
+                    item_id="item-1",
+                    body="{}",
+                    body_sha256="0" * 64,
+                    status=status,
+                    received_at=received,
+                )
+            )
+        session.add(WebhookEvent(body="{}", body_sha256="0" * 64, status="DONE", received_at=old))
+        await request_sync(session, "item-1", reason="test")
+        await request_sync(session, "item-2", reason="test")
+        await request_sync(session, "item-3", reason="test")
+    async with api.services.database.transaction() as session:
+        waiting, backing_off = (
+            await session.get(SyncRequest, "item-1"),
+            await session.get(SyncRequest, "item-2"),
+        )
+        assert waiting is not None
+        assert backing_off is not None
+        waiting.not_before = utcnow() - timedelta(minutes=5)
+        backing_off.not_before = utcnow() + timedelta(hours=1)
+        backing_off.requested_at = utcnow() - timedelta(hours=2)
+
+    samples = await scrape(api)
+
+    rows = "plaid_bridge_webhook_inbox_rows"
+    assert value(samples, rows, status="PENDING") == 2
+    assert value(samples, rows, status="PROCESSING") == 0
+    assert value(samples, rows, status="FAILED") == 1
+    assert 600 <= value(samples, "plaid_bridge_webhook_inbox_oldest_age_seconds") < 660
+    assert 0 <= value(samples, "plaid_bridge_worker_heartbeat_age_seconds", role="worker") < 60
+    assert value(samples, "plaid_bridge_sync_queue_requests") == 3
+    # item-1 has waited five minutes for a worker; item-2 waits out a retry backoff.
+    assert 300 <= value(samples, "plaid_bridge_sync_queue_oldest_due_seconds") < 360

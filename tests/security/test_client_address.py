@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +13,7 @@ import httpx
 import pytest
 
 from plaid_bridge.app import create_app
+from plaid_bridge.logs import configure_logging
 from plaid_bridge.security.auth import issue_dev_token
 from plaid_bridge.services import Services
 
@@ -73,3 +77,21 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(services: Ser
     # A client's own header line comes first; the line the proxy adds still decides.
     two_lines = ["6.6.6.6", CLIENT]
     assert await audited_ip(services, PROXY, two_lines, forwarded_allow_ips=PROXY) == CLIENT
+
+
+async def test_log_lines_of_a_request_carry_the_believed_client_address(
+    services: Services,
+) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging("DEBUG", "json", stream=stream)
+    try:
+        assert await audited_ip(services, PROXY, CLIENT, forwarded_allow_ips=PROXY) == CLIENT
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    in_request = [line for line in lines if line.get("request_id")]
+    assert in_request, lines
+    assert {line.get("client_ip") for line in in_request} == {CLIENT}

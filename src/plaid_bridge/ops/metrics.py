@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -20,6 +21,10 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
+from plaid_bridge.db import utcnow
+from plaid_bridge.ops.models import WorkerHeartbeat
+from plaid_bridge.sync.models import SyncRequest, SyncRequestState
+from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
 
 if TYPE_CHECKING:
     from plaid_bridge.db import Database
@@ -123,6 +128,35 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.inbox_rows = Gauge(
+            "plaid_bridge_webhook_inbox_rows",
+            "Webhook inbox rows not done (PENDING, PROCESSING, FAILED), at scrape time.",
+            ["status"],
+            registry=r,
+        )
+        self.inbox_oldest = Gauge(
+            "plaid_bridge_webhook_inbox_oldest_age_seconds",
+            "Age of the oldest webhook waiting to be applied (PENDING or PROCESSING); 0 if none.",
+            registry=r,
+        )
+        self.sync_queue = Gauge(
+            "plaid_bridge_sync_queue_requests",
+            "Sync requests queued or running, at scrape time.",
+            registry=r,
+        )
+        self.heartbeat_age = Gauge(
+            "plaid_bridge_worker_heartbeat_age_seconds",
+            "Age of the freshest worker heartbeat, by role (worker: `plaid-bridge worker`, api: "
+            "the worker embedded in an API process); a role without workers has no series.",
+            ["role"],
+            registry=r,
+        )
+        self.sync_waiting = Gauge(
+            "plaid_bridge_sync_queue_oldest_due_seconds",
+            "How long the longest-waiting due sync request has waited for a worker (a request "
+            "waiting out a retry backoff is not due); 0 if none.",
+            registry=r,
+        )
 
     # What other modules call
 
@@ -167,25 +201,68 @@ class Metrics:
 
     # Scrape
 
-    async def refresh_connections(self, database: Database) -> None:
-        """Sets the connections gauge from the database; keeps the last figures (and logs) if
-        the database cannot answer, so a scrape never fails on it."""
-        statement = select(PlaidConnection.status, func.count()).group_by(PlaidConnection.status)
+    async def refresh_from_database(self, database: Database) -> None:
+        """Sets the gauges counted in the database (connections, inbox, sync queue, worker
+        heartbeats); keeps the last figures (and logs) if the database cannot answer, so a
+        scrape never fails on it. The figures describe the whole deployment: every process
+        reports the same ones."""
+        waiting = [InboxStatus.PENDING.value, InboxStatus.PROCESSING.value]
+        by_status = select(PlaidConnection.status, func.count()).group_by(PlaidConnection.status)
+        inbox = (
+            select(WebhookEvent.status, func.count(), func.min(WebhookEvent.received_at))
+            .where(WebhookEvent.status.in_([*waiting, InboxStatus.FAILED.value]))
+            .group_by(WebhookEvent.status)
+        )
+        now = utcnow()
+        queued = select(func.count()).select_from(SyncRequest)
+        freshest_beats = select(WorkerHeartbeat.role, func.max(WorkerHeartbeat.beat_at)).group_by(
+            WorkerHeartbeat.role
+        )
+        due = select(func.min(SyncRequest.not_before)).where(
+            SyncRequest.state == SyncRequestState.QUEUED.value, SyncRequest.not_before <= now
+        )
         try:
             async with database.engine.connect() as connection:
-                rows = (await connection.execute(statement)).all()
+                statuses = (await connection.execute(by_status)).all()
+                inbox_rows = (await connection.execute(inbox)).all()
+                requests = int((await connection.execute(queued)).scalar_one())
+                due_since = (await connection.execute(due)).scalar_one()
+                beats = (await connection.execute(freshest_beats)).all()
         except Exception as error:
-            logger.warning("metrics.connections_unavailable", extra={"error": type(error).__name__})
+            logger.warning("metrics.database_unavailable", extra={"error": type(error).__name__})
             return
         counts = {status.value: 0 for status in ConnectionStatus}
-        for status, count in rows:
+        for status, count in statuses:
             counts[str(status)] = int(count)
         for status, count in counts.items():
             self.connections.labels(status).set(count)
+        rows: dict[str, tuple[int, datetime | None]] = dict.fromkeys(
+            (*waiting, InboxStatus.FAILED.value), (0, None)
+        )
+        for status, count, oldest in inbox_rows:
+            rows[str(status)] = (int(count), oldest)
+        for status, (count, _) in rows.items():
+            self.inbox_rows.labels(status).set(count)
+        waiting_since = [since for status in waiting if (since := rows[status][1]) is not None]
+        self.inbox_oldest.set(_age(now, min(waiting_since) if waiting_since else None))
+        self.heartbeat_age.clear()
+        for role, beat_at in beats:
+            self.heartbeat_age.labels(str(role)).set(_age(now, beat_at))
+        self.sync_queue.set(requests)
+        self.sync_waiting.set(_age(now, due_since))
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    """Seconds from `since` (aware, or naive UTC as SQLite returns it) to `now`; 0 for None."""
+    if since is None:
+        return 0.0
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return max((now - since).total_seconds(), 0.0)
 
 
 def route_template(scope: Scope) -> str:

@@ -20,6 +20,7 @@ from plaid_bridge.activity.audit import AuditLog
 from plaid_bridge.activity.events import Event
 from plaid_bridge.connections.models import ItemRemoval, PlaidAccount, PlaidConnection
 from plaid_bridge.db import Base
+from plaid_bridge.ops.models import WorkerHeartbeat
 from plaid_bridge.sync.models import SyncRequest, SyncRun
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.webhooks.models import WebhookEvent
@@ -43,6 +44,7 @@ TABLES = (
     SyncRequest,
     SyncRun,
     WebhookEvent,
+    WorkerHeartbeat,
 )
 """Every model, so that importing this module registers the whole schema in `metadata`."""
 metadata = Base.metadata

@@ -7,9 +7,10 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 # Extra arguments for `plaid-bridge dev`, e.g. make run ARGS="--port 8400 --emulator-port 8500"
 ARGS ?=
-# Line and branch coverage of src/plaid_bridge (the emulator aside) with PostgreSQL and Redis, as
-# CI runs the suite: 91.44% when the floor was set. Without them less code runs; lower it then.
-COVERAGE_FLOOR ?= 90
+# Line and branch coverage of src/plaid_bridge (the emulator aside). With PostgreSQL (and Redis),
+# as CI runs the suite, the floor is 90% (91.44% when it was set); without them their code stays
+# unrun, so a run on SQLite alone is held to a lower floor.
+COVERAGE_FLOOR ?= $(if $(TEST_DATABASE_URL),90,80)
 # constraints.txt pins every package (runtime and dev) to the tested versions; `make lock`
 # regenerates it from pyproject.toml with pip-tools, in a throwaway venv.
 LOCK_VENV := .lock-venv

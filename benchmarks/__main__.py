@@ -1,32 +1,39 @@
-"""`make bench`: run every benchmark and print one table of figures."""
+"""`make bench`: run every benchmark, print one table of figures, keep it in `var/bench.json`.
+
+`python -m benchmarks NAME ...` runs only the named benchmarks (module names below).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
+import time
+from pathlib import Path
 
-from benchmarks import limiter, sync_page, sync_store, webhook_flood
+from benchmarks.scoreboard import Figure, table, write_json
 
-Row = tuple[str, str, str]
-BENCHMARKS: list[tuple[str, Callable[[], list[Row]]]] = [
-    ("sync page parse", sync_page.run),
-    ("outbound limiter", limiter.run),
-    ("sync into the store", sync_store.run),
-    ("webhooks during a forgery flood", webhook_flood.run),
-]
+# Module names under benchmarks/, each with `run() -> list[Figure]`, in the order they run.
+BENCHMARKS = ["sync_page", "limiter", "sync_store", "webhook_flood"]
+RESULTS = Path("var/bench.json")
 
 
-def main() -> int:
-    rows: list[Row] = []
-    for name, bench in BENCHMARKS:
+def main(argv: list[str]) -> int:
+    chosen = argv or BENCHMARKS
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    figures: list[Figure] = []
+    started = time.monotonic()
+    for name in chosen:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows.extend(bench())
-    width = max(len(row[0]) for row in rows)
-    print(f"\n{'figure':<{width}}  {'value':>14}  note")
-    for figure, value, note in rows:
-        print(f"{figure:<{width}}  {value:>14}  {note}")
+        module = importlib.import_module(f"benchmarks.{name}")
+        figures.extend(module.run())
+    print(table(figures))
+    print(f"\n{len(figures)} figures in {time.monotonic() - started:.0f} s; written to {RESULTS}")
+    write_json(figures, RESULTS)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -20,6 +20,7 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from benchmarks.scoreboard import Figure, table
 from plaid_bridge.plaid.limits import EndpointLimits
 from plaid_bridge.plaid.outbound import LimitReached, OutboundLimiter
 from plaid_bridge.ratelimit.windows import MemoryWindows, Window
@@ -109,7 +110,7 @@ def _limiter_acquire() -> int:
     return anyio.run(run)
 
 
-def run() -> list[tuple[str, str, str]]:
+def run() -> list[Figure]:
     # Refusals and 80% warnings are logged; the figures are the limiter's, not logging's.
     logging.getLogger("plaid_bridge.plaid.ratelimit").setLevel(logging.ERROR)
     ours_granted, _ = _median(_ours_granted)
@@ -118,16 +119,25 @@ def run() -> list[tuple[str, str, str]]:
     base_refused, _ = _median(_full_limits())
     limiter, _ = _median(_limiter_acquire, repeat=5)
     return [
-        ("limiter: limits moving window, granted", f"{base_granted * 1e6:.2f} us", "baseline"),
-        ("limiter: MemoryWindows, granted", f"{ours_granted * 1e6:.2f} us", "item + client"),
-        ("limiter: speed-up, granted", f"{base_granted / ours_granted:.1f}x", "vs limits"),
-        ("limiter: limits moving window, refused", f"{base_refused * 1e6:.2f} us", "baseline"),
-        ("limiter: MemoryWindows, refused", f"{ours_refused * 1e6:.2f} us", "window full"),
-        ("limiter: speed-up, refused", f"{base_refused / ours_refused:.1f}x", "vs limits"),
-        ("limiter: OutboundLimiter.acquire", f"{limiter * 1e6:.2f} us", "async, 17% refused"),
+        Figure(
+            "limiter_granted",
+            ours_granted * 1e6,
+            "us",
+            base_granted * 1e6,
+            note="MemoryWindows, item + client; baseline the limits moving window",
+            better="lower",
+        ),
+        Figure(
+            "limiter_refused",
+            ours_refused * 1e6,
+            "us",
+            base_refused * 1e6,
+            note="window full; baseline the limits moving window",
+            better="lower",
+        ),
+        Figure("limiter_acquire", limiter * 1e6, "us", note="OutboundLimiter.acquire, 17% refused"),
     ]
 
 
 if __name__ == "__main__":
-    for figure, value, note in run():
-        print(f"{figure:<42} {value:>12}  {note}")
+    print(table(run()))

@@ -39,13 +39,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from benchmarks.emulator_process import _free_port
+from benchmarks.scoreboard import Figure, table
 from plaid_bridge.ops import migrate
 from plaid_bridge.serving import BackgroundServer
 
 GENUINE = 300
 FORGERS = 16
 PATH = "/api/v1/plaid/webhook"
-Row = tuple[str, str, str]
 
 
 def _b64url(data: bytes) -> str:
@@ -207,7 +207,7 @@ def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
-def run() -> list[Row]:
+def run() -> list[Figure]:
     key = _Key()
     stand_in = _KeyEndpoint(key)
     context = multiprocessing.get_context("spawn")
@@ -234,20 +234,25 @@ def run() -> list[Row]:
                 flood.join(timeout=60)
     forged = sent.value
     return [
-        ("webhook p50 alone", f"{statistics.median(quiet) * 1000:.1f} ms", f"{GENUINE} genuine"),
-        ("webhook p99 alone", f"{_p99(quiet) * 1000:.1f} ms", ""),
-        ("webhook p50 in flood", f"{statistics.median(loud) * 1000:.1f} ms", ""),
-        ("webhook p99 in flood", f"{_p99(loud) * 1000:.1f} ms", f"{FORGERS} forging clients"),
-        ("webhook p99 ratio", f"{_p99(loud) / _p99(quiet):.2f}x", "flood / alone"),
-        ("forgeries sent", f"{forged}", "whole flood, all refused 401"),
-        (
-            "key fetches in flood",
-            f"{fetches}",
-            f"while timing ({elapsed:.1f} s; bound {1 + int(elapsed)} at 1/s)",
+        Figure(
+            "webhook_flood_p99",
+            _p99(loud) * 1000,
+            "ms",
+            _p99(quiet) * 1000,
+            note=f"{GENUINE} genuine webhooks beside {FORGERS} forging clients; baseline alone",
+            better="lower",
+        ),
+        Figure(
+            "webhook_flood_key_fetches",
+            fetches,
+            "fetches",
+            note=(
+                f"{forged} forgeries refused 401 in {elapsed:.1f} s;"
+                f" bound {1 + int(elapsed)} at 1/s"
+            ),
         ),
     ]
 
 
 if __name__ == "__main__":
-    for figure, value, note in run():
-        print(f"{figure:<24} {value:>12}  {note}")
+    print(table(run()))

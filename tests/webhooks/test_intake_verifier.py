@@ -153,12 +153,12 @@ async def test_a_slow_fetch_is_given_up_within_the_timeout(
     make_verifier: MakeVerifier, keys: KeyStandIn, signing_key: SigningKey
 ) -> None:
     verifier = make_verifier(fetch_timeout=0.2)
-    keys.latency = 2.0
+    keys.latency = 60.0
     body = webhook_body()
 
-    started = time.monotonic()
-    assert await _refusal(verifier, signing_key.sign(body), body) == "key_fetch_failed"
-    assert time.monotonic() - started < 1.5
+    # A failure bound, not a speed check: without the timeout the fetch would take a minute.
+    with anyio.fail_after(10):
+        assert await _refusal(verifier, signing_key.sign(body), body) == "key_fetch_failed"
 
 
 async def test_the_cache_keeps_the_most_recently_used_keys(

@@ -299,6 +299,7 @@ def run(settings: Settings, *, http: tuple[str, int] | None = None) -> None:
     library leaves behind are cancelled and waited for that long, no longer (`asyncio.run` would
     wait for them without end, and a process that never exits after SIGTERM gets killed)."""
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(serve(settings, http=http))
     finally:
@@ -309,6 +310,7 @@ def run(settings: Settings, *, http: tuple[str, int] | None = None) -> None:
                 closing = loop.shutdown_default_executor()
                 loop.run_until_complete(asyncio.wait_for(closing, CLOSE_SECONDS))
         finally:
+            asyncio.set_event_loop(None)
             loop.close()
 
 

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import errno
 import os
+import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -115,6 +116,9 @@ def _serve(args: argparse.Namespace) -> int:
     if _port_taken("serve", args.host, args.port, "the API", "--port"):
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    # uvicorn stops gracefully on SIGTERM, then raises it again with the handler it found: this
+    # one makes that a clean exit (0), as the worker's, instead of a death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -128,6 +132,10 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
     )
     return 0
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _db_upgrade(_args: argparse.Namespace) -> int:
@@ -318,7 +326,7 @@ def _worker(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     http = (args.host, args.port) if args.port is not None else None
-    asyncio.run(worker.serve(settings, http=http))
+    worker.run(settings, http=http)
     return 0
 
 

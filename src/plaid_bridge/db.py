@@ -135,6 +135,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _stop_sqlite_connection(dbapi_connection: Any) -> None:
+    """Terminate an aiosqlite connection (one invalidated by a cancelled statement) by stopping
+    its thread, which closes the SQLite connection and ends; nothing is awaited.
+
+    SQLAlchemy's own terminate awaits a graceful close in a shielded task and, when that await
+    is cancelled again (an anyio cancel scope repeats its cancellation until it exits), also
+    stops the thread: the two race, and the close task can be left waiting forever on a thread
+    that has ended. `asyncio.run` then never returns after a stop. SQLite has no server to say
+    goodbye to, so the stop alone loses nothing."""
+    dbapi_connection.driver_connection.stop()
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine for the configured URL, with foreign keys and WAL on SQLite.
 
@@ -152,6 +164,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     engine = create_async_engine(target, **kwargs)
     if target.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine.dialect.do_terminate = _stop_sqlite_connection  # type: ignore[method-assign]
     return engine
 
 

@@ -29,9 +29,13 @@ from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync import queue as sync_queue
 from plaid_bridge.webhooks.inbox import Inbox
 
-__all__ = ["Worker", "default_worker_id", "serve", "stop_within"]
+__all__ = ["CLOSE_SECONDS", "Worker", "default_worker_id", "run", "serve", "stop_within"]
 
 logger = logging.getLogger("plaid_bridge.worker")
+
+CLOSE_SECONDS = 5.0
+"""After the work has stopped, the most that closing connections and ending leftover tasks may
+take before the process exits anyway."""
 
 
 def default_worker_id(role: str = "worker") -> str:
@@ -282,4 +286,41 @@ async def serve(settings: Settings, *, http: tuple[str, int] | None = None) -> N
         await asyncio.gather(*tasks)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await services.aclose()
+        closing = asyncio.ensure_future(services.aclose())
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_SECONDS)
+        if done:
+            closing.result()
+        else:  # left to `run`, which ends the loop anyway
+            logger.warning("worker.close_overdue", extra={"close_seconds": CLOSE_SECONDS})
+
+
+def run(settings: Settings, *, http: tuple[str, int] | None = None) -> None:
+    """`serve` in an event loop of its own that ends within `CLOSE_SECONDS` of `serve`: tasks a
+    library leaves behind are cancelled and waited for that long, no longer (`asyncio.run` would
+    wait for them without end, and a process that never exits after SIGTERM gets killed)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(settings, http=http))
+    finally:
+        try:
+            _end_leftover_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            with contextlib.suppress(TimeoutError):
+                closing = loop.shutdown_default_executor()
+                loop.run_until_complete(asyncio.wait_for(closing, CLOSE_SECONDS))
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _end_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    leftovers = asyncio.all_tasks(loop)
+    if not leftovers:
+        return
+    for leftover in leftovers:
+        leftover.cancel()
+    _, pending = loop.run_until_complete(asyncio.wait(leftovers, timeout=CLOSE_SECONDS))
+    if pending:
+        names = sorted(repr(task.get_coro()) for task in pending)
+        logger.warning("worker.tasks_left_running", extra={"tasks": names})

@@ -52,7 +52,16 @@ class WorkerProcess:
         """Send `signum`, wait for the exit, return the exit code and the JSON log lines."""
         if self.process.returncode is None:
             self.process.send_signal(signum)
-        code = await asyncio.wait_for(self.process.wait(), WAIT_SECONDS)
+        try:
+            code = await asyncio.wait_for(self.process.wait(), WAIT_SECONDS)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            log = (await self.reader).decode(errors="replace")
+            raise AssertionError(
+                f"the worker did not exit within {WAIT_SECONDS:.0f} s of {signum.name}; "
+                f"its log:\n{log[-8000:]}"
+            ) from None
         output = await asyncio.wait_for(self.reader, WAIT_SECONDS)
         lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
         return code, lines

@@ -23,16 +23,16 @@ the store as of H.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
 
-from sqlalchemy import Row, and_, not_, select, tuple_
+from sqlalchemy import Text, and_, cast, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.errors import BadRequest
 from plaid_bridge.transactions import cursors
 from plaid_bridge.transactions.models import PlaidTransaction
-from plaid_bridge.transactions.schemas import feed_json, transaction_json
+from plaid_bridge.transactions.schemas import feed_json
 
 _VERSION = 2
 _LEGACY_VERSION = 1
@@ -97,7 +97,7 @@ class FeedPage:
     next_cursor: str
     has_more: bool
 
-    def json(self) -> str:
+    def json(self) -> bytes:
         return feed_json(
             added=self.added,
             modified=self.modified,
@@ -113,8 +113,7 @@ _COLUMNS = (
     _t.change_seq,
     _t.transaction_id,
     _t.account_id,
-    _t.amount,
-    _t.raw,
+    cast(_t.raw, Text).label("raw"),  # the stored text, spliced into the page unparsed
     _t.removed,
 )
 
@@ -159,23 +158,44 @@ async def feed_page(
             .limit(count + 1)
         )
     ).all()
-    walk: list[tuple[tuple[int, str], bool, Row[Any]]] = sorted(
-        [((row.created_seq, row.transaction_id), True, row) for row in new_rows]
-        + [((row.change_seq, row.transaction_id), False, row) for row in held_rows],
-        key=lambda entry: entry[0],
+    # (walk key, new to the client, removed, transaction id, account id, stored text)
+    walk: list[tuple[tuple[int, str], bool, bool, str, str, str]] = sorted(
+        [
+            (
+                (r.created_seq, r.transaction_id),
+                True,
+                r.removed,
+                r.transaction_id,
+                r.account_id,
+                r.raw,
+            )
+            for r in new_rows
+        ]
+        + [
+            (
+                (r.change_seq, r.transaction_id),
+                False,
+                r.removed,
+                r.transaction_id,
+                r.account_id,
+                r.raw,
+            )
+            for r in held_rows
+        ],
+        key=itemgetter(0),
     )
     has_more = len(walk) > count
     walk = walk[:count]
     added: list[str] = []
     modified: list[str] = []
     removed: list[dict[str, str]] = []
-    for _key, new, row in walk:
+    for _key, new, gone, transaction_id, account_id, raw in walk:
         if new:
-            added.append(transaction_json(row.raw, row.amount))
-        elif row.removed:
-            removed.append({"transaction_id": row.transaction_id, "account_id": row.account_id})
+            added.append(raw)
+        elif gone:
+            removed.append({"transaction_id": transaction_id, "account_id": account_id})
         else:
-            modified.append(transaction_json(row.raw, row.amount))
+            modified.append(raw)
     following = Pass(origin, high, walk[-1][0]) if has_more else _at_rest(high)
     return FeedPage(
         added=added,

@@ -150,6 +150,7 @@ async def feed_page(
             .where(
                 _t.connection_id == connection.id,
                 _t.created_seq <= origin,
+                _t.change_seq > _t.created_seq,  # the change index's condition (implied)
                 _t.change_seq > origin,
                 _t.change_seq <= high,
                 tuple_(_t.change_seq, _t.transaction_id) > after,

@@ -150,7 +150,8 @@ async def feed_page(
             .where(
                 _t.connection_id == connection.id,
                 _t.created_seq <= origin,
-                _t.change_seq > _t.created_seq,  # the change index's condition (implied)
+                # True of every row changed since its creation; the change index holds only those.
+                _t.change_seq > _t.created_seq,
                 _t.change_seq > origin,
                 _t.change_seq <= high,
                 tuple_(_t.change_seq, _t.transaction_id) > after,
@@ -159,30 +160,9 @@ async def feed_page(
             .limit(count + 1)
         )
     ).all()
-    # (walk key, new to the client, removed, transaction id, account id, stored text)
-    walk: list[tuple[tuple[int, str], bool, bool, str, str, str]] = sorted(
-        [
-            (
-                (r.created_seq, r.transaction_id),
-                True,
-                r.removed,
-                r.transaction_id,
-                r.account_id,
-                r.raw,
-            )
-            for r in new_rows
-        ]
-        + [
-            (
-                (r.change_seq, r.transaction_id),
-                False,
-                r.removed,
-                r.transaction_id,
-                r.account_id,
-                r.raw,
-            )
-            for r in held_rows
-        ],
+    walk = sorted(
+        [((row.created_seq, row.transaction_id), True, row) for row in new_rows]
+        + [((row.change_seq, row.transaction_id), False, row) for row in held_rows],
         key=itemgetter(0),
     )
     has_more = len(walk) > count
@@ -190,13 +170,13 @@ async def feed_page(
     added: list[str] = []
     modified: list[str] = []
     removed: list[dict[str, str]] = []
-    for _key, new, gone, transaction_id, account_id, raw in walk:
+    for _key, new, row in walk:
         if new:
-            added.append(raw)
-        elif gone:
-            removed.append({"transaction_id": transaction_id, "account_id": account_id})
+            added.append(row.raw)
+        elif row.removed:
+            removed.append({"transaction_id": row.transaction_id, "account_id": row.account_id})
         else:
-            modified.append(raw)
+            modified.append(row.raw)
     following = Pass(origin, high, walk[-1][0]) if has_more else _at_rest(high)
     return FeedPage(
         added=added,

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from operator import itemgetter
 
-from sqlalchemy import Text, and_, cast, not_, select, tuple_
+from sqlalchemy import and_, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import PlaidConnection
@@ -113,7 +113,7 @@ _COLUMNS = (
     _t.change_seq,
     _t.transaction_id,
     _t.account_id,
-    cast(_t.raw, Text).label("raw"),  # the stored text, spliced into the page unparsed
+    _t.raw,  # the stored text, spliced into the page unparsed
     _t.removed,
 )
 

@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Numeric, String, text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from plaid_bridge.db import Base, BigId, utcnow
@@ -55,7 +55,9 @@ class PlaidTransaction(Base):
     pending_transaction_id: Mapped[str | None] = mapped_column(String(128))
     category: Mapped[list[Any] | None]
     payment_channel: Mapped[str | None] = mapped_column(String(32))
-    raw: Mapped[dict[str, Any]]
+    # Plaid's JSON object as sent, kept as text: the service checked it on the way in (a json
+    # column would have the server parse it again for every row), and it is served unparsed.
+    raw: Mapped[str] = mapped_column(Text)
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     change_seq: Mapped[int] = mapped_column(BigInteger)
     created_seq: Mapped[int] = mapped_column(BigInteger)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Text, cast, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
@@ -57,7 +57,7 @@ async def list_transactions(
     if start_date is not None and end_date is not None and start_date > end_date:
         raise BadRequest("startDate is after endDate.", code="INVALID_DATE_RANGE")
     t = PlaidTransaction
-    statement = select(t.id, t.date, cast(t.raw, Text)).where(t.removed.is_(False))
+    statement = select(t.id, t.date, t.raw).where(t.removed.is_(False))
     if item_id is not None:
         connection = await find_connection(session, caller, item_id)
         statement = statement.where(t.connection_id == connection.id)

@@ -6,8 +6,8 @@ feed from the beginning, page after page at the largest page size, with a real J
 every middleware, the per-user limit and the session, as a consumer catching up would.
 
 Baseline, the floor of any such service: the same keyset query, page by page, through psycopg in
-this process, the rows (psycopg decodes the stored JSON) written by `json.dumps` into the same
-page shape. Rounds alternate which goes first, and the best round of each is kept.
+this process, the rows (psycopg decodes the stored JSON objects) written by `json.dumps` into the
+same page shape. Rounds alternate which goes first, and the best round of each is kept.
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ def _read_feed(url: str, item_id: str, token: str) -> float:
     return elapsed
 
 
+# `raw::json`: psycopg hands the floor each stored object decoded, as for any JSON column.
 _FLOOR_QUERY = """
-SELECT t.created_seq, t.transaction_id, t.raw
+SELECT t.created_seq, t.transaction_id, t.raw::json
 FROM plaid_transactions AS t
 WHERE t.connection_id = %(connection)s AND t.created_seq > 0 AND t.created_seq <= %(high)s
   AND (t.created_seq, t.transaction_id) > (%(seq)s, %(after)s)
@@ -162,6 +163,7 @@ def _floor(libpq_url: str, item_id: str) -> float:
                 "limit": PAGE + 1,
             }
             rows = connection.execute(_FLOOR_QUERY, params, prepare=True).fetchall()
+            assert isinstance(rows[0][2], dict)  # objects, as the API serves them
             has_more = len(rows) > PAGE
             rows = rows[:PAGE]
             position = (rows[-1][0], rows[-1][1])

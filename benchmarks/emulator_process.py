@@ -48,7 +48,7 @@ def emulator_process(*, seed: int, transactions: int) -> Iterator[Emulator]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts it slowly
         while True:
             try:
                 httpx.get(f"{url}/emulator/webhooks", timeout=1.0)

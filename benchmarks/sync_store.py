@@ -4,9 +4,9 @@ The engine runs as in production: `/transactions/sync` pages of 500 over real HT
 emulator in its own process, staged with binary COPY, applied with set-based statements in one
 transaction. Figures: transactions per second end to end and for the apply step, the process's
 peak resident memory during the sync, and the apply step against a binary COPY of the same rows
-into a table of the same shape and indexes in the same database, measured in the same run. The
-apply step is the time the engine spends writing (on PostgreSQL each page is written while the
-next is fetched), so it overlaps the end-to-end time rather than adding to it.
+into a table of the same shape, indexes and foreign key in the same database, measured in the
+same run. The apply step is the time the engine spends writing (on PostgreSQL each page is
+written while the next is fetched), so it overlaps the end-to-end time rather than adding to it.
 
 The CPU each party used during the sync (this process, its PostgreSQL backends, the emulator)
 shows where the machine's cores went: the sum per transaction, spread over every core, bounds
@@ -21,30 +21,28 @@ from __future__ import annotations
 import base64
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import anyio
 import psycopg
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
+from benchmarks.bench_database import bench_database
 from benchmarks.cpu import total_cpu_seconds, used_since
 from benchmarks.emulator_process import emulator_process
 from benchmarks.scoreboard import Figure, table
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
-from plaid_bridge.db import sync_url
-from plaid_bridge.ops import migrate
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
 from plaid_bridge.sync.writer import STORE_COLUMNS, STORE_TYPES
 from plaid_bridge.transactions.models import PlaidTransaction
 
 TRANSACTIONS = 100_000
-DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+ENCRYPTION_KEYS = "k1:" + base64.b64encode(b"b" * 32).decode()
+JWT_SECRET = "bench-secret-0123456789abcdef0123"
 
 
 def _peak_rss_reset() -> bool:
@@ -63,7 +61,8 @@ def _peak_rss_mib() -> float:
     return float("nan")
 
 
-async def _connect_item(services: Services) -> str:
+async def connect_item(services: Services) -> str:
+    """A new Item of the emulator, stored as a connection of `bench-org`, not yet synced."""
     plaid = services.plaid
     public = await plaid.sandbox_public_token_create(institution_id="ins_109508")
     exchanged = await plaid.exchange_public_token(public_token=public.public_token)
@@ -126,11 +125,15 @@ async def _sync(services: Services, item_id: str, libpq_url: str, emulator_pid: 
 
 
 def _copy_baseline(url: str) -> float:
-    """Seconds to binary-COPY the stored rows into a same-shaped table (indexes included)."""
+    """Seconds to binary-COPY the stored rows into a same-shaped table: its indexes, and the
+    foreign key to the connection that every stored row is checked against."""
     with psycopg.connect(url) as connection:
         as_text = STORE_COLUMNS.replace("category", "category::text").replace("raw", "raw::text")
         rows = connection.execute(f"SELECT {as_text} FROM plaid_transactions").fetchall()
         connection.execute("CREATE TABLE bench_copy (LIKE plaid_transactions INCLUDING ALL)")
+        connection.execute(
+            "ALTER TABLE bench_copy ADD FOREIGN KEY (connection_id) REFERENCES plaid_connections"
+        )
         connection.commit()
         started = time.perf_counter()
         with connection.cursor() as cursor:
@@ -144,50 +147,40 @@ def _copy_baseline(url: str) -> float:
         return time.perf_counter() - started
 
 
-def run() -> list[Figure]:
-    base = sync_url(
-        os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
+def bench_settings(database_url: str, plaid_url: str, var_dir: Path) -> Settings:
+    """The service's settings against the benchmark's database and emulator."""
+    return Settings(
+        _env_file=None,
+        plaid_env="emulator",
+        plaid_api_host=plaid_url,
+        database_url=database_url,
+        plaid_encryption_keys=ENCRYPTION_KEYS,
+        auth_jwt_secret=JWT_SECRET,
+        plaid_timeout_seconds=120,
+        # Plaid allows 50 pages a minute per Item: lifted to measure the service itself.
+        plaid_rate_limits="/transactions/sync=100000/item,100000/client",
+        var_dir=var_dir,
     )
-    name = f"pb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    libpq_url = make_url(url).set(drivername="postgresql").render_as_string(False)
-    try:
-        migrate.upgrade(url)
+
+
+def run() -> list[Figure]:
+    with bench_database() as database:
         with (
             emulator_process(seed=3, transactions=TRANSACTIONS) as emulator,
             TemporaryDirectory() as var_dir,
         ):
-            settings = Settings(
-                _env_file=None,
-                plaid_env="emulator",
-                plaid_api_host=emulator.url,
-                database_url=url,
-                plaid_encryption_keys="k1:" + base64.b64encode(b"b" * 32).decode(),
-                auth_jwt_secret="bench-secret-0123456789abcdef",
-                plaid_timeout_seconds=120,
-                # Plaid allows 50 pages a minute per Item: lifted to measure the service itself.
-                plaid_rate_limits="/transactions/sync=100000/item,100000/client",
-                var_dir=Path(var_dir),
-            )
-            services = build_services(settings)
+            services = build_services(bench_settings(database.url, emulator.url, Path(var_dir)))
 
             async def measure() -> _Measured:
                 try:
-                    item_id = await _connect_item(services)
-                    return await _sync(services, item_id, libpq_url, emulator.pid)
+                    item_id = await connect_item(services)
+                    return await _sync(services, item_id, database.libpq_url, emulator.pid)
                 finally:
                     await services.plaid.aclose()
                     await services.database.dispose()
 
             measured = anyio.run(measure)
-        copy_seconds = _copy_baseline(libpq_url)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        copy_seconds = _copy_baseline(database.libpq_url)
     result = measured.result
     assert result.apply_seconds is not None
     apply_rate = TRANSACTIONS / result.apply_seconds

@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     rate_limit_storage_uri: str = "memory://"
     plaid_rate_limits: str | None = None
     plaid_rate_limit_max_wait_seconds: float = Field(default=5.0, ge=0, le=120)
+    # Change-feed pages per user per minute, a window of their own (ratelimit/api.py).
+    feed_rate_limit: int = Field(default=1800, ge=1, le=1_000_000)
     worker_mode: Literal["embedded", "external"] = "embedded"
     # API processes of this deployment (uvicorn's variable; `serve --workers` overrides it).
     web_concurrency: int = Field(default=1, ge=1, le=512)

@@ -10,7 +10,7 @@ import pytest
 
 from plaid_bridge.config import Settings
 from plaid_bridge.errors import RateLimited
-from plaid_bridge.ratelimit.api import UserRateLimiter
+from plaid_bridge.ratelimit.api import FEED_ROUTE, UserRateLimiter
 from plaid_bridge.ratelimit.windows import RedisWindows
 from tests.conftest import Api, make_settings
 
@@ -59,6 +59,36 @@ async def test_reads_are_limited_to_120_a_minute_per_user(api: Api) -> None:
         f"{BASE}/connections", headers=api.auth(user="reader", org="o2", role="VIEWER")
     )
     assert same_user_other_org.status_code == 200
+
+
+async def test_the_feed_counts_in_a_window_of_its_own(api: Api, settings: Settings) -> None:
+    api.use(like(settings, feed_rate_limit=125))
+    item_id = (await api.connect())["itemId"]
+    headers = api.auth(user="reader", role="VIEWER")
+    feed = f"{BASE}/transactions/{item_id}/sync"
+    for _ in range(125):  # more than the 120 the other routes share
+        response = await api.client.get(feed, headers=headers)
+        assert response.status_code == 200, response.text
+    refused = await api.client.get(feed, headers=headers)
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["code"], error["limit"]) == ("RATE_LIMITED", "feed")
+    assert 55 <= error["retryAfter"] <= 60
+    assert refused.headers["Retry-After"] == str(error["retryAfter"])
+    # The feed spent none of the shared window, and another reader has a feed window of its own.
+    listed = await api.client.get(f"{BASE}/connections", headers=headers)
+    assert listed.status_code == 200
+    other = await api.client.get(feed, headers=api.auth(user="other", role="VIEWER"))
+    assert other.status_code == 200
+
+
+def test_the_default_feed_limit_lets_one_client_read_ten_thousand_transactions_a_second(
+    settings: Settings,
+) -> None:
+    limit = UserRateLimiter.from_settings(like(settings)).limit_for(FEED_ROUTE)
+    largest_page = 500  # the feed's `count` at most
+    assert limit.name == "feed"
+    assert limit.calls * largest_page / 60 >= 10_000
 
 
 async def test_unauthenticated_requests_take_no_ones_slot(api: Api) -> None:

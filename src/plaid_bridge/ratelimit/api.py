@@ -1,7 +1,10 @@
 """Rate limits as the API applies and reports them (SPEC §8).
 
-Per authenticated user: create-link-token and exchange-token 10 a minute each, every other
-route 120 a minute together, as sliding windows kept where `RATE_LIMIT_STORAGE_URI` says (so
+Per authenticated user: create-link-token and exchange-token 10 a minute each, the change feed
+`FEED_RATE_LIMIT` pages a minute (1,800 by default: at 500 transactions a page, one client reads
+15,000 transactions a second, so that a consumer catching up on a large store is not held back by
+the window meant for interactive calls), every other route 120 a minute together, as sliding
+windows kept where `RATE_LIMIT_STORAGE_URI` says (so
 replicas sharing Redis share them). Applied by `dependencies.per_user_limit`, added to the
 authenticated routers only: the webhook is never limited per client. Its refusals are errors of
 its own (`ApiLimitReached`, `ApiLimiterUnavailable`), never Plaid's.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plaid_bridge.errors import LIMITER_RETRY_AFTER, RateLimited, Unavailable
@@ -21,14 +25,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "FEED_ROUTE",
     "ROUTE_LIMITS",
     "ApiLimitReached",
     "ApiLimiterUnavailable",
+    "RouteLimit",
     "UserRateLimiter",
 ]
 
-ROUTE_LIMITS: Mapping[str, int] = {"/create-link-token": 10, "/exchange-token": 10}
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """A window of a route's own: its name (in the 429 body and the metric) and its calls."""
+
+    name: str
+    calls: int
+
+
+ROUTE_LIMITS: Mapping[str, RouteLimit] = {
+    "/create-link-token": RouteLimit("create-link-token", 10),
+    "/exchange-token": RouteLimit("exchange-token", 10),
+}
 """Routes (by the end of their path template) with a window of their own, per minute."""
+FEED_ROUTE = "/transactions/{itemId}/sync"
+"""The change feed's path template: its window (`feed`) is sized by FEED_RATE_LIMIT."""
 DEFAULT_LIMIT = 120
 """Every other authenticated route, per user per minute, in one shared window."""
 
@@ -61,7 +81,7 @@ class UserRateLimiter:
         self,
         windows: SlidingWindows,
         *,
-        route_limits: Mapping[str, int] = ROUTE_LIMITS,
+        route_limits: Mapping[str, RouteLimit] = ROUTE_LIMITS,
         default_limit: int = DEFAULT_LIMIT,
         seconds: int = 60,
     ) -> None:
@@ -72,24 +92,29 @@ class UserRateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UserRateLimiter:
-        return cls(windows_from_uri(settings.rate_limit_storage_uri))
+        feed = RouteLimit("feed", settings.feed_rate_limit)
+        return cls(
+            windows_from_uri(settings.rate_limit_storage_uri),
+            route_limits={**ROUTE_LIMITS, FEED_ROUTE: feed},
+        )
 
-    def limit_for(self, route_path: str) -> tuple[str, int]:
-        """(limit name, calls per window) for a route path template."""
+    def limit_for(self, route_path: str) -> RouteLimit:
+        """The window a route path template counts in."""
         for suffix, limit in self.route_limits.items():
             if route_path.endswith(suffix):
-                return suffix.strip("/"), limit
-        return "api", self.default_limit
+                return limit
+        return RouteLimit("api", self.default_limit)
 
     async def check(self, *, org_id: str, user_id: str, route_path: str) -> str:
         """Takes a slot for one request and returns the limit's name. Raises ApiLimitReached
         (429, `retryAfter` = whole seconds until a slot frees) when the window is full,
         ApiLimiterUnavailable (503) when the storage cannot answer."""
-        name, limit = self.limit_for(route_path)
+        limit = self.limit_for(route_path)
+        name = limit.name
         # Lengths first: neither part can forge a boundary into the other.
         key = f"api/{name}/{len(org_id)}:{org_id}/{len(user_id)}:{user_id}"
         try:
-            attempt = await self.windows.acquire([Window(key, limit, self.seconds)])
+            attempt = await self.windows.acquire([Window(key, limit.calls, self.seconds)])
         except StorageFailure:
             raise ApiLimiterUnavailable() from None
         if not attempt.granted:

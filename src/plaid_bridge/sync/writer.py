@@ -56,8 +56,10 @@ DATA_COLUMNS = (
     "payment_channel",
     "raw",
 )
-JSON_COLUMNS = frozenset({"category", "raw"})
-# PostgreSQL wire types of DATA_COLUMNS; json's binary form is its text, checked by the server.
+# Travelling as text into json columns (checked by the server); `raw` is a text column: Plaid's
+# object as received, already checked by the service's own parse, is not parsed again.
+JSON_COLUMNS = frozenset({"category"})
+# PostgreSQL wire types of DATA_COLUMNS; json's binary form is its text.
 _DATA_TYPES = (
     "text",
     "numeric",

@@ -23,16 +23,16 @@ the store as of H.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
 
-from sqlalchemy import Row, and_, not_, select, tuple_
+from sqlalchemy import and_, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.errors import BadRequest
 from plaid_bridge.transactions import cursors
 from plaid_bridge.transactions.models import PlaidTransaction
-from plaid_bridge.transactions.schemas import feed_json, transaction_json
+from plaid_bridge.transactions.schemas import feed_json
 
 _VERSION = 2
 _LEGACY_VERSION = 1
@@ -97,7 +97,7 @@ class FeedPage:
     next_cursor: str
     has_more: bool
 
-    def json(self) -> str:
+    def json(self) -> bytes:
         return feed_json(
             added=self.added,
             modified=self.modified,
@@ -113,8 +113,7 @@ _COLUMNS = (
     _t.change_seq,
     _t.transaction_id,
     _t.account_id,
-    _t.amount,
-    _t.raw,
+    _t.raw,  # the stored text, spliced into the page unparsed
     _t.removed,
 )
 
@@ -151,6 +150,8 @@ async def feed_page(
             .where(
                 _t.connection_id == connection.id,
                 _t.created_seq <= origin,
+                # True of every row changed since its creation; the change index holds only those.
+                _t.change_seq > _t.created_seq,
                 _t.change_seq > origin,
                 _t.change_seq <= high,
                 tuple_(_t.change_seq, _t.transaction_id) > after,
@@ -159,10 +160,10 @@ async def feed_page(
             .limit(count + 1)
         )
     ).all()
-    walk: list[tuple[tuple[int, str], bool, Row[Any]]] = sorted(
+    walk = sorted(
         [((row.created_seq, row.transaction_id), True, row) for row in new_rows]
         + [((row.change_seq, row.transaction_id), False, row) for row in held_rows],
-        key=lambda entry: entry[0],
+        key=itemgetter(0),
     )
     has_more = len(walk) > count
     walk = walk[:count]
@@ -171,11 +172,11 @@ async def feed_page(
     removed: list[dict[str, str]] = []
     for _key, new, row in walk:
         if new:
-            added.append(transaction_json(row.raw, row.amount))
+            added.append(row.raw)
         elif row.removed:
             removed.append({"transaction_id": row.transaction_id, "account_id": row.account_id})
         else:
-            modified.append(transaction_json(row.raw, row.amount))
+            modified.append(row.raw)
     following = Pass(origin, high, walk[-1][0]) if has_more else _at_rest(high)
     return FeedPage(
         added=added,

@@ -1,47 +1,26 @@
-"""JSON of the transaction endpoints, written by hand so that amounts stay exact.
+"""JSON of the transaction endpoints, written by hand from the stored text of each transaction.
 
-Transactions are Plaid-shaped (snake_case), from the stored raw object with the amount taken from
-its exact NUMERIC column and written as a JSON number digit for digit (never through a float).
-The pydantic models here only document the shapes in OpenAPI.
+Transactions are Plaid-shaped (snake_case): the store keeps each one's JSON as Plaid sent it (the
+`raw` column, checked once on the way in), so a response splices those texts in as they are,
+neither parsed nor re-encoded: amounts keep Plaid's digits (never through a float), and the cost
+of a page is one join of strings. The pydantic models here only document the shapes in OpenAPI.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Iterable, Mapping
-from decimal import Decimal
-from typing import Any
+from collections.abc import Iterable
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from plaid_bridge.api.schemas import CamelModel
 
-
-def _plain(value: object) -> object:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+_encode = msgspec.json.encode
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), default=_plain).encode
-
-
-def exact_number(value: Decimal) -> str:
-    """`value` as a JSON number with every digit and no exponent (`0.300000` -> `0.3`)."""
-    text = format(value.normalize(), "f")
-    return "0" if text == "-0" else text
-
-
-def transaction_json(raw: Mapping[str, Any], amount: Decimal) -> str:
-    """One Plaid transaction object whose `amount` is exactly `amount`."""
-    rest = _encode({key: value for key, value in raw.items() if key != "amount"})
-    head = '{"amount":' + exact_number(amount)
-    return head + ("}" if rest == "{}" else "," + rest[1:])
-
-
-def _array(items: Iterable[str]) -> str:
-    return "[" + ",".join(items) + "]"
+def _array(items: Iterable[str]) -> bytes:
+    return b"[" + ",".join(items).encode() + b"]"
 
 
 def feed_json(
@@ -51,26 +30,29 @@ def feed_json(
     removed: list[dict[str, str]],
     next_cursor: str,
     has_more: bool,
-) -> str:
-    """The body of `GET /transactions/{itemId}/sync` from rendered transactions."""
-    return (
-        '{"transactions":'
-        + _array(added)
-        + ',"modified":'
-        + _array(modified)
-        + ',"removed":'
-        + _encode(removed)
-        + ',"nextCursor":'
-        + _encode(next_cursor)
-        + ',"hasMore":'
-        + ("true" if has_more else "false")
-        + "}"
+) -> bytes:
+    """The body of `GET /transactions/{itemId}/sync` from stored transaction texts."""
+    return b"".join(
+        (
+            b'{"transactions":',
+            _array(added),
+            b',"modified":',
+            _array(modified),
+            b',"removed":',
+            _encode(removed),
+            b',"nextCursor":',
+            _encode(next_cursor),
+            b',"hasMore":',
+            b"true" if has_more else b"false",
+            b"}",
+        )
     )
 
 
-def list_json(transactions: Iterable[str], next_after: str | None) -> str:
-    """The body of `GET /transactions` from rendered transactions."""
-    return '{"transactions":' + _array(transactions) + ',"nextAfter":' + _encode(next_after) + "}"
+def list_json(transactions: Iterable[str], next_after: str | None) -> bytes:
+    """The body of `GET /transactions` from stored transaction texts."""
+    body = (b'{"transactions":', _array(transactions), b',"nextAfter":', _encode(next_after), b"}")
+    return b"".join(body)
 
 
 class PlaidTransactionOut(BaseModel):

@@ -14,7 +14,7 @@ from plaid_bridge.errors import BadRequest
 from plaid_bridge.security.caller import Caller
 from plaid_bridge.transactions import cursors
 from plaid_bridge.transactions.models import PlaidTransaction
-from plaid_bridge.transactions.schemas import list_json, transaction_json
+from plaid_bridge.transactions.schemas import list_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +51,13 @@ async def list_transactions(
     end_date: dt.date | None,
     limit: int,
     after: str | None,
-) -> str:
+) -> bytes:
     """The JSON page of the org's live transactions (one connection's with `item_id`: 404 if it is
     not the org's), filtered by account and inclusive date range, newest first."""
     if start_date is not None and end_date is not None and start_date > end_date:
         raise BadRequest("startDate is after endDate.", code="INVALID_DATE_RANGE")
     t = PlaidTransaction
-    statement = select(t.id, t.date, t.amount, t.raw).where(t.removed.is_(False))
+    statement = select(t.id, t.date, t.raw).where(t.removed.is_(False))
     if item_id is not None:
         connection = await find_connection(session, caller, item_id)
         statement = statement.where(t.connection_id == connection.id)
@@ -80,4 +80,4 @@ async def list_transactions(
     ).all()
     page = rows[:limit]
     next_after = After(page[-1][1], page[-1][0]).encode() if len(rows) > limit else None
-    return list_json((transaction_json(raw, amount) for _, _, amount, raw in page), next_after)
+    return list_json((raw for _, _, raw in page), next_after)

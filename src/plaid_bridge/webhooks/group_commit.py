@@ -150,10 +150,9 @@ class InboxWriter:
         for attempt in (1, 2):
             committing = False
             try:
-                async with self._database.engine.connect() as connection:
+                async with self._database.engine.begin() as connection:
                     written = (await connection.execute(self._insert, unique)).all()
-                    committing = True
-                    await connection.commit()
+                    committing = True  # the block's end commits
                 break
             except DBAPIError as error:
                 if attempt == 2 or committing or not error.connection_invalidated:

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     database_pool_recycle_seconds: float = Field(default=1800.0, ge=10, le=86_400)
     # Verified webhooks waiting for their group commit, per process; beyond it a webhook is
     # answered 503 with Retry-After at once (Plaid redelivers) instead of waiting for seconds.
-    webhook_max_pending: int = Field(default=256, ge=1, le=100_000)
+    webhook_max_pending: int = Field(default=100, ge=1, le=100_000)
 
     auth_jwt_secret: SecretStr | None = None
     auth_jwt_public_key: str | None = None

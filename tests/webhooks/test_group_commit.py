@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, func, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from plaid_bridge.db import Database, sync_url
@@ -111,23 +112,32 @@ async def test_one_token_twice_in_one_batch_is_one_row(database: Database) -> No
     assert await _items(database) == ["item-a", "item-b"]
 
 
-@pytest.fixture
-def write_lock(database_url: str) -> Iterator[Connection]:
-    """Another session holding the inbox table's write lock until the test releases it, so a
-    webhook's commit waits (really: on the database) for as long as the test needs."""
-    engine = create_engine(sync_url(database_url))
-    with engine.connect() as connection:
-        if make_url(database_url).get_backend_name() == "postgresql":
+SQLITE_COMMIT_SECONDS = 10.0
+
+
+@contextmanager
+def _commits_held(database: Database, database_url: str) -> Iterator[Callable[[], None]]:
+    """Webhook commits held until the returned function is called: on PostgreSQL by another
+    session locking the inbox table; on SQLite (whose writers waiting on a lock may be refused
+    at once instead) every commit takes `SQLITE_COMMIT_SECONDS` longer."""
+    if database.dialect == "postgresql":
+        engine = create_engine(sync_url(database_url))
+        with engine.connect() as connection:
             connection.execute(text("LOCK TABLE plaid_webhook_events IN EXCLUSIVE MODE"))
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        yield connection
-        connection.rollback()
-    engine.dispose()
+            yield connection.rollback
+            connection.rollback()
+        engine.dispose()
+        return
+    faults = CommitFaults(database.engine, database_url)
+    faults.delay_commits(SQLITE_COMMIT_SECONDS)
+    try:
+        yield lambda: faults.delay_commits(0)
+    finally:
+        faults.close()
 
 
 async def test_beyond_the_pending_bound_a_webhook_is_answered_503_at_once(
-    hooks: Hooks, signing_key: SigningKey, database_url: str, write_lock: Connection
+    hooks: Hooks, signing_key: SigningKey, database_url: str
 ) -> None:
     current = hooks.api.services.settings
     services = hooks.api.use(
@@ -139,25 +149,25 @@ async def test_beyond_the_pending_bound_a_webhook_is_answered_503_at_once(
             webhook_max_pending=1,
         )
     )
-    held = webhook_body(item_id="item-held")
-    first = asyncio.ensure_future(hooks.post(held, signing_key.sign(held)))
-    deadline = time.monotonic() + 30
-    while services.webhook_inbox.pending < 1:  # the first waits on the locked table
-        assert time.monotonic() < deadline, "the first webhook never reached the inbox"
-        assert not first.done(), first.result().text
-        await asyncio.sleep(0.01)
+    with _commits_held(services.database, database_url) as release:
+        held = webhook_body(item_id="item-held")
+        first = asyncio.ensure_future(hooks.post(held, signing_key.sign(held)))
+        deadline = time.monotonic() + 30
+        while services.webhook_inbox.pending < 1:  # the first waits for its commit
+            assert time.monotonic() < deadline, "the first webhook never reached the inbox"
+            assert not first.done(), first.result().text
+            await asyncio.sleep(0.01)
 
-    refused = webhook_body(item_id="item-refused")
-    response = await hooks.post(refused, signing_key.sign(refused))
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == "1"
-    error = response.json()["error"]
-    assert error["code"] == WebhookBacklog.code
-    assert error["retryAfter"] == 1
-    assert not first.done()
-
-    write_lock.rollback()  # the lock released: the first commits and is answered 200
-    answered = await first
+        refused = webhook_body(item_id="item-refused")
+        response = await hooks.post(refused, signing_key.sign(refused))
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        answer = response.json()
+        assert answer["error"]["code"] == WebhookBacklog.code
+        assert answer["error"]["retryAfter"] == 1
+        assert answer["requestId"] == response.headers["X-Request-ID"]
+        release()  # the first commits and is answered 200
+        answered = await first
     assert answered.status_code == 200
     assert [row.item_id for row in await hooks.stored()] == ["item-held"]
 

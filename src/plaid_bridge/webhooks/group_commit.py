@@ -22,8 +22,7 @@ import logging
 from collections import defaultdict, deque
 from typing import Any
 
-from sqlalchemy import Insert
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
@@ -53,15 +52,31 @@ def _stopping() -> Unavailable:
     )
 
 
-def _insert(database: Database) -> Insert:
-    """The inbox INSERT for the database's dialect: a replayed token adds nothing, and the
-    rows written say which deliveries were new."""
-    insert = postgresql_insert if database.dialect == "postgresql" else sqlite_insert
-    return (
-        insert(WebhookEvent)
-        .on_conflict_do_nothing(index_elements=["token_sha256"])
-        .returning(WebhookEvent.id, WebhookEvent.token_sha256, WebhookEvent.body_sha256)
-    )
+# One statement for any batch on PostgreSQL: the rows as arrays, so its text never changes and
+# the server prepares it once (a multi-row VALUES list would be new SQL for every batch size).
+_POSTGRESQL_INSERT = text(
+    """
+    INSERT INTO plaid_webhook_events (webhook_type, webhook_code, item_id, body, body_sha256,
+        token_sha256, signed_at, status, attempts, received_at)
+    SELECT * FROM unnest(
+        CAST(:webhook_type AS varchar[]), CAST(:webhook_code AS varchar[]),
+        CAST(:item_id AS varchar[]), CAST(:body AS text[]), CAST(:body_sha256 AS varchar[]),
+        CAST(:token_sha256 AS varchar[]), CAST(:signed_at AS timestamptz[]),
+        CAST(:status AS varchar[]), CAST(:attempts AS integer[]),
+        CAST(:received_at AS timestamptz[]))
+    ON CONFLICT (token_sha256) DO NOTHING
+    RETURNING id, token_sha256, body_sha256
+    """
+)
+_SQLITE_INSERT = (
+    sqlite_insert(WebhookEvent)
+    .on_conflict_do_nothing(index_elements=["token_sha256"])
+    .returning(WebhookEvent.id, WebhookEvent.token_sha256, WebhookEvent.body_sha256)
+)
+
+
+def _as_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {name: [row[name] for row in rows] for name in rows[0]}
 
 
 class InboxWriter:
@@ -71,12 +86,17 @@ class InboxWriter:
         if max_pending < 1 or max_batch < 1:
             raise ValueError("max_pending and max_batch must be at least 1")
         self._database = database
-        self._insert = _insert(database)
+        self._postgresql = database.dialect == "postgresql"
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._queue: deque[_Entry] = deque()
         self._unanswered = 0
         self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        """Whether a delivery handed to `store` now would be refused (`WebhookBacklog`)."""
+        return self._unanswered >= self._max_pending
 
     @property
     def pending(self) -> int:
@@ -88,7 +108,7 @@ class InboxWriter:
         verified token is already in the inbox (a replay: nothing added). Raises
         `WebhookBacklog` at once when `max_pending` deliveries are already waiting, and the
         batch's database error when its commit failed."""
-        if self._unanswered >= self._max_pending:
+        if self.full:
             raise WebhookBacklog(retry_after=BACKLOG_RETRY_AFTER)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Stored | None] = loop.create_future()
@@ -151,7 +171,11 @@ class InboxWriter:
             committing = False
             try:
                 async with self._database.engine.begin() as connection:
-                    written = (await connection.execute(self._insert, unique)).all()
+                    if self._postgresql:
+                        result = await connection.execute(_POSTGRESQL_INSERT, _as_columns(unique))
+                    else:  # SQLite: one multi-row INSERT (SQLAlchemy's insertmanyvalues)
+                        result = await connection.execute(_SQLITE_INSERT, unique)
+                    written = result.all()
                     committing = True  # the block's end commits
                 break
             except DBAPIError as error:

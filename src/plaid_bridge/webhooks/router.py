@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from plaid_bridge.api.openapi import answers, bearer_scheme
 from plaid_bridge.api.params import AfterId, ItemIdQuery
 from plaid_bridge.api.schemas import CamelModel
+from plaid_bridge.config import API_PREFIX
 from plaid_bridge.dependencies import Admin, ServicesDep, SessionDep, per_user_limit
 from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
 from plaid_bridge.logs import item_id_var
@@ -31,6 +32,10 @@ from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENT_ID = 2**63 - 1
 logger = logging.getLogger("plaid_bridge.webhooks")
+
+INTEGRATIONS_WEBHOOK_PATH = "/api/v1/integrations/plaid/webhook"
+WEBHOOK_PATHS = frozenset({f"{API_PREFIX}/webhook", INTEGRATIONS_WEBHOOK_PATH})
+"""Where Plaid posts webhooks: under the API prefix, and the old module's URL."""
 
 router = APIRouter(tags=["webhooks"])
 """Mounted under the API prefix."""
@@ -168,9 +173,7 @@ _WEBHOOK_ROUTE: dict[str, Any] = {
     "openapi_extra": _WEBHOOK_DOCUMENT,
 }
 router.add_api_route("/webhook", receive_webhook, **_WEBHOOK_ROUTE)
-integrations_router.add_api_route(
-    "/api/v1/integrations/plaid/webhook", receive_webhook, **_WEBHOOK_ROUTE
-)
+integrations_router.add_api_route(INTEGRATIONS_WEBHOOK_PATH, receive_webhook, **_WEBHOOK_ROUTE)
 
 
 @router.post(

@@ -39,6 +39,8 @@ from plaid_bridge.ops.router import router as ops_router
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.router import router as sync_router
 from plaid_bridge.transactions.router import router as transactions_router
+from plaid_bridge.webhooks.backlog_guard import WebhookBacklogGuard
+from plaid_bridge.webhooks.router import WEBHOOK_PATHS
 from plaid_bridge.webhooks.router import integrations_router as webhooks_integrations_router
 from plaid_bridge.webhooks.router import router as webhooks_router
 from plaid_bridge.worker import Worker, default_worker_id, stop_within
@@ -151,6 +153,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         app.state.services = services
     install_error_handlers(app)
     app.include_router(ops_router)
+    # The webhook routes first: a burst of webhooks is the traffic that matching costs most.
+    app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(webhooks_integrations_router)
     limited = [per_user_limit, bearer_scheme]  # per-user limits: not on the webhook routes
     # What every authenticated route may answer, besides its own errors.
     common = answers(401, 429, 503)
@@ -163,8 +168,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         transactions_router,
     ):
         app.include_router(router, prefix=API_PREFIX, dependencies=limited, responses=common)
-    app.include_router(webhooks_router, prefix=API_PREFIX)
-    app.include_router(webhooks_integrations_router)
     if settings.plaid_env == "emulator":
         app.include_router(page_router)
         app.include_router(dev_router, prefix=API_PREFIX)
@@ -185,6 +188,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         # the servers run with uvicorn's own proxy handling off. Without it the peer is the
         # client, so the audit IP cannot be spoofed by a header.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    # Outermost: a webhook refused for a full inbox costs next to nothing (see the guard).
+    app.add_middleware(WebhookBacklogGuard, paths=WEBHOOK_PATHS)
     return app
 
 

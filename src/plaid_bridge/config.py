@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     plaid_legacy_encryption_key: SecretStr | None = None
 
     database_url: str = "sqlite:///var/plaid_bridge.db"
+    # PostgreSQL sessions per process: a fixed pool (no overflow, no ping per checkout), each
+    # session replaced after `database_pool_recycle_seconds`. Webhooks need one (group commit).
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_recycle_seconds: float = Field(default=1800.0, ge=10, le=86_400)
+    # Verified webhooks waiting for their group commit, per process; beyond it a webhook is
+    # answered 503 with Retry-After at once (Plaid redelivers) instead of waiting for seconds.
+    webhook_max_pending: int = Field(default=100, ge=1, le=100_000)
 
     auth_jwt_secret: SecretStr | None = None
     auth_jwt_public_key: str | None = None

@@ -147,8 +147,25 @@ def _stop_sqlite_connection(dbapi_connection: Any) -> None:
     dbapi_connection.driver_connection.stop()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_RECYCLE_SECONDS = 1800.0
+
+
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    pool_recycle: float = DEFAULT_POOL_RECYCLE_SECONDS,
+) -> AsyncEngine:
     """An async engine for the configured URL, with foreign keys and WAL on SQLite.
+
+    PostgreSQL gets a fixed pool of `pool_size` sessions: no overflow, since opening a session
+    under load costs more than waiting for a pooled one, and no ping per checkout (a round trip
+    on every transaction). Liveness comes from recycling sessions older than `pool_recycle`
+    seconds and from the disconnect handling of SQLAlchemy: a statement failing on a dead
+    session invalidates the pool, so the next checkout opens fresh sessions (and the webhook
+    path retries such a failure once, see `webhooks/group_commit.py`).
 
     `hide_parameters`: a failed statement's error (and so its logged traceback) names the SQL
     but never the bound values, which can be tokens, bodies or personal data."""
@@ -160,7 +177,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         "hide_parameters": True,
     }
     if target.get_backend_name() == "postgresql":
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=pool_recycle)
     engine = create_async_engine(target, **kwargs)
     if target.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -176,8 +193,14 @@ class Database:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        return cls(create_engine(url))
+    def from_url(
+        cls,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_recycle: float = DEFAULT_POOL_RECYCLE_SECONDS,
+    ) -> Database:
+        return cls(create_engine(url, pool_size=pool_size, pool_recycle=pool_recycle))
 
     @property
     def dialect(self) -> str:

@@ -15,6 +15,7 @@ from plaid_bridge.ratelimit.api import UserRateLimiter
 from plaid_bridge.redaction import register_secret
 from plaid_bridge.security.auth import TokenVerifier
 from plaid_bridge.security.crypto import TokenCipher
+from plaid_bridge.webhooks.group_commit import InboxWriter
 
 __all__ = ["Services", "build_services"]
 
@@ -32,11 +33,14 @@ class Services:
     verifier: TokenVerifier
     webhook_verifier: WebhookVerifier
     user_limits: UserRateLimiter
+    webhook_inbox: InboxWriter
     metrics: Metrics = field(default_factory=Metrics)
 
     async def aclose(self) -> None:
         """Releases every connection held: Plaid's pool and its limiter's storage, the per-user
-        limits' storage and the database's pool. Call once, after the last use."""
+        limits' storage and the database's pool (after the webhooks queued for the inbox are
+        committed). Call once, after the last use."""
+        await self.webhook_inbox.aclose()
         await self.plaid.aclose()
         await self.user_limits.aclose()
         await self.database.dispose()
@@ -62,13 +66,19 @@ def build_services(settings: Settings) -> Services:
         logger.warning("webhooks.verification_disabled")
     metrics = Metrics()
     plaid = PlaidClient.from_settings(settings, on_call=metrics.plaid_call, limiter_events=metrics)
+    database = Database.from_url(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        pool_recycle=settings.database_pool_recycle_seconds,
+    )
     return Services(
         settings=settings,
-        database=Database.from_url(settings.database_url),
+        database=database,
         plaid=plaid,
         cipher=TokenCipher.from_settings(settings, settings.var_dir),
         verifier=verifier,
         webhook_verifier=WebhookVerifier.from_settings(plaid, settings),
         user_limits=UserRateLimiter.from_settings(settings),
+        webhook_inbox=InboxWriter(database, max_pending=settings.webhook_max_pending),
         metrics=metrics,
     )

@@ -1,9 +1,10 @@
 """The `Plaid-Verification` check of incoming webhooks (PLAID_FACTS.md, "Webhooks").
 
 The header is a compact JWT signed with ES256 by a key Plaid serves at
-`/webhook_verification_key/get`; its claims are `{iat, request_body_sha256}`. Keys are cached per
-`kid` (bounded) as ready public-key objects, so a cached key costs one ECDSA verification; a key's
-`expired_at` is checked on every use, since keys expire while cached.
+`/webhook_verification_key/get`; its claims are `{iat, request_body_sha256}`. The token is decoded
+once, and keys are cached per `kid` (bounded) as ready `cryptography` public keys, so verifying
+with a cached key is one ECDSA verification; a key's `expired_at` is checked on every use, since
+keys expire while cached.
 
 Anyone can send a header naming a made-up `kid`, so fetching keys is what a forger would make us
 spend: an unknown `kid` is fetched once however many requests wait for it (single flight), and new
@@ -16,6 +17,8 @@ mismatched header spends nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -27,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jose import jwk, jws
-from jose.backends.base import Key
-from jose.exceptions import JOSEError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from plaid_bridge.plaid.client import PlaidClient
 from plaid_bridge.plaid.errors import PlaidError, PlaidErrorClass
@@ -73,8 +77,19 @@ class VerifiedWebhook:
 
 @dataclass(frozen=True, slots=True)
 class _VerificationKey:
-    key: Key
+    key: ec.EllipticCurvePublicKey
     expired_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """A compact JWS, decoded once: its signed part, header and payload, and the signature as
+    DER (what `cryptography` verifies; ES256 sends the raw 64-byte r || s)."""
+
+    signed_part: str
+    header: dict[str, Any]
+    payload: bytes
+    signature: bytes
 
 
 class KeyFetchBudget:
@@ -154,22 +169,18 @@ class WebhookVerifier:
         the signature. Raises `WebhookVerificationError` for every failure, a key that cannot
         be fetched (now) included."""
         token, kid = _parse_header(header)
-        try:
-            unverified = jws.get_unverified_claims(token)
-        except (JOSEError, RecursionError):
-            raise WebhookVerificationError("malformed_header") from None
-        issued_at = self._check_claims(_claims(unverified), body)
+        issued_at = self._check_claims(_claims(token.payload), body)
         verification_key = await self._key(kid)
         if verification_key.expired_at is not None and verification_key.expired_at <= self._clock():
             raise WebhookVerificationError("key_expired")
+        signed_part = token.signed_part.encode()
         try:
             # The claims checked above are this token's payload, now proven Plaid's.
-            jws.verify(token, verification_key.key, algorithms=[ALGORITHM])
-        except JOSEError:
+            verification_key.key.verify(token.signature, signed_part, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
             raise WebhookVerificationError("bad_signature") from None
-        signed_part = token.rpartition(".")[0]
         return VerifiedWebhook(
-            issued_at=issued_at, token_sha256=hashlib.sha256(signed_part.encode()).hexdigest()
+            issued_at=issued_at, token_sha256=hashlib.sha256(signed_part).hexdigest()
         )
 
     def _check_claims(self, claims: dict[str, Any], body: bytes) -> float:
@@ -247,8 +258,8 @@ class WebhookVerifier:
             logger.warning("webhooks.key_unusable", extra={"kid": kid})
             return "key_unusable"
         try:
-            key = jwk.construct(found.jwk, ALGORITHM)
-        except JOSEError:
+            key = _public_key(found.jwk)
+        except ValueError:
             logger.warning("webhooks.key_unusable", extra={"kid": kid})
             return "key_unusable"
         entry = _VerificationKey(key=key, expired_at=found.expired_at)
@@ -259,22 +270,59 @@ class WebhookVerifier:
         return entry
 
 
-def _parse_header(header: str | None) -> tuple[str, str]:
-    """(token, kid) of a well-shaped ES256 JWT, checked without any key (cheap rejection)."""
+def _b64decode(part: str) -> bytes:
+    """Base64url without padding; a character outside the alphabet is refused, not skipped."""
+    if not part.isascii():
+        raise ValueError("not base64url")
+    try:
+        return base64.b64decode(part + "=" * (-len(part) % 4), altchars=b"-_", validate=True)
+    except binascii.Error:
+        raise ValueError("not base64url") from None
+
+
+def _parse_header(header: str | None) -> tuple[_Token, str]:
+    """The decoded token and its kid, if it is a well-shaped ES256 JWS, checked without any key
+    (cheap rejection)."""
     if not header:
         raise WebhookVerificationError("missing_header")
     if len(header) > MAX_HEADER_LENGTH or header.count(".") != 2:
         raise WebhookVerificationError("malformed_header")
+    encoded_header, encoded_payload, encoded_signature = header.split(".")
     try:
-        fields = jws.get_unverified_header(header)
-    except (JOSEError, RecursionError):
+        fields = json.loads(_b64decode(encoded_header))
+        payload = _b64decode(encoded_payload)
+        signature = _b64decode(encoded_signature)
+    except (ValueError, RecursionError):
         raise WebhookVerificationError("malformed_header") from None
+    if not isinstance(fields, dict):
+        raise WebhookVerificationError("malformed_header")
     if fields.get("alg") != ALGORITHM:
         raise WebhookVerificationError("algorithm_refused")
     kid = fields.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
         raise WebhookVerificationError("kid_missing")
-    return header, kid
+    if len(signature) != 64:  # ES256: r || s, 32 bytes each
+        raise WebhookVerificationError("malformed_header")
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    token = _Token(
+        signed_part=f"{encoded_header}.{encoded_payload}",
+        header=fields,
+        payload=payload,
+        signature=der,
+    )
+    return token, kid
+
+
+def _public_key(fields: dict[str, Any]) -> ec.EllipticCurvePublicKey:
+    """The P-256 public key of a JWK's `x` and `y`; ValueError if they are not one."""
+    try:
+        x = int.from_bytes(_b64decode(str(fields["x"])), "big")
+        y = int.from_bytes(_b64decode(str(fields["y"])), "big")
+    except KeyError:
+        raise ValueError("x and y are required") from None
+    return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
 
 
 def _claims(payload: bytes) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Putting webhooks into the inbox: a delivery as received, and an admin's replay of one.
 
-Both work in the caller's transaction and only flush; the worker does the processing. A delivery
+A delivery becomes a row here and is written by the group commit (`group_commit.py`); a replay
+works in the caller's transaction and only flushes; the worker does the processing. A delivery
 whose verified token was already stored is a replay and adds nothing; the database's unique index
 on the token decides, so this holds across replicas and concurrent requests.
 """
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from plaid_bridge.activity import audit
 from plaid_bridge.connections.models import PlaidConnection
-from plaid_bridge.db import upsert, utcnow
+from plaid_bridge.db import utcnow
 from plaid_bridge.errors import BadRequest, Conflict, NotFound
 from plaid_bridge.plaid.webhook_verify import VerifiedWebhook
 from plaid_bridge.security.caller import Caller
@@ -57,38 +58,24 @@ class Stored:
     item_id: str | None
 
 
-async def store(
-    session: AsyncSession,
-    *,
-    raw: bytes,
-    text: str,
-    document: dict[str, Any],
-    verified: VerifiedWebhook | None,
-) -> Stored | None:
-    """Add a PENDING inbox row holding the exact body (`text` is `raw` decoded); unknown types,
-    codes and Items too (the worker decides what they mean). None, and nothing added, when the
-    verified token is already in the inbox (a replay). Flushed, so the row has its id."""
-    values: dict[str, Any] = {
+def inbox_row(
+    *, raw: bytes, text: str, document: dict[str, Any], verified: VerifiedWebhook | None
+) -> dict[str, Any]:
+    """The PENDING inbox row of a delivery, holding the exact body (`text` is `raw` decoded);
+    unknown types, codes and Items too (the worker decides what they mean). Every row has the
+    same columns, so a batch of them is one statement (`webhooks/group_commit.py`)."""
+    return {
         "webhook_type": _column_text(document, "webhook_type", 64),
         "webhook_code": _column_text(document, "webhook_code", 64),
         "item_id": _column_text(document, "item_id", 128),
         "body": text,
         "body_sha256": hashlib.sha256(raw).hexdigest(),
+        "token_sha256": None if verified is None else verified.token_sha256,
+        "signed_at": None if verified is None else datetime.fromtimestamp(verified.issued_at, UTC),
         "status": InboxStatus.PENDING.value,
         "attempts": 0,
+        "received_at": utcnow(),
     }
-    if verified is not None:
-        values["token_sha256"] = verified.token_sha256
-        values["signed_at"] = datetime.fromtimestamp(verified.issued_at, UTC)
-    event_id = await session.scalar(
-        upsert(session, WebhookEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["token_sha256"])
-        .returning(WebhookEvent.id)
-    )
-    if event_id is None:
-        return None
-    return Stored(event_id, values["webhook_type"], values["webhook_code"], values["item_id"])
 
 
 async def replay(session: AsyncSession, caller: Caller, event_id: int) -> None:

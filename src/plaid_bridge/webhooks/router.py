@@ -1,9 +1,10 @@
 """The webhook endpoint (verify, store, answer 200 fast), and the admin's list and replay of
 stored webhooks.
 
-The endpoint does no processing: a verified delivery becomes an inbox row in one short
-transaction and the worker takes it from there (SPEC §5b). Rejections are cheap and come first:
-size, then the signature, all before any database work.
+The endpoint does no processing: a verified delivery becomes an inbox row, committed together
+with the deliveries arriving at the same time (`group_commit.py`), and the worker takes it from
+there (SPEC §5b). Rejections are cheap and come first: size, then the signature, all before any
+database work.
 """
 
 from __future__ import annotations
@@ -12,22 +13,29 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from plaid_bridge.api.openapi import answers, bearer_scheme
 from plaid_bridge.api.params import AfterId, ItemIdQuery
 from plaid_bridge.api.schemas import CamelModel
+from plaid_bridge.config import API_PREFIX
 from plaid_bridge.dependencies import Admin, ServicesDep, SessionDep, per_user_limit
 from plaid_bridge.errors import BadRequest, PayloadTooLarge, Unauthorized
 from plaid_bridge.logs import item_id_var
 from plaid_bridge.plaid.webhook_verify import VerifiedWebhook, WebhookVerificationError
+from plaid_bridge.services import Services
 from plaid_bridge.webhooks import intake, listing
+from plaid_bridge.webhooks.group_commit import WebhookBacklog
 from plaid_bridge.webhooks.models import InboxStatus, WebhookEvent
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENT_ID = 2**63 - 1
 logger = logging.getLogger("plaid_bridge.webhooks")
+
+INTEGRATIONS_WEBHOOK_PATH = "/api/v1/integrations/plaid/webhook"
+WEBHOOK_PATHS = frozenset({f"{API_PREFIX}/webhook", INTEGRATIONS_WEBHOOK_PATH})
+"""Where Plaid posts webhooks: under the API prefix, and the old module's URL."""
 
 router = APIRouter(tags=["webhooks"])
 """Mounted under the API prefix."""
@@ -108,8 +116,13 @@ def _wake_worker(request: Request) -> None:
         logger.warning("webhooks.worker_wakeup_failed", exc_info=True)
 
 
-async def receive_webhook(request: Request, services: ServicesDep) -> WebhookReceived:
+_RECEIVED = WebhookReceived().model_dump_json(by_alias=True).encode()
+
+
+async def receive_webhook(request: Request) -> Response:
     """Receive a Plaid webhook: verify it, store it, acknowledge it."""
+    # The hot path of a burst: the services straight from the app, no dependency to resolve.
+    services: Services = request.app.state.services
     body = await read_capped(request)
     verified: VerifiedWebhook | None = None
     if services.settings.plaid_webhook_verify:
@@ -125,16 +138,19 @@ async def receive_webhook(request: Request, services: ServicesDep) -> WebhookRec
                 code="WEBHOOK_VERIFICATION_FAILED",
             ) from None
     text, document = intake.parse(body)
-    async with services.database.transaction() as session:
-        event = await intake.store(
-            session, raw=body, text=text, document=document, verified=verified
-        )
+    row = intake.inbox_row(raw=body, text=text, document=document, verified=verified)
+    try:
+        event = await services.webhook_inbox.store(row)
+    except WebhookBacklog:
+        services.metrics.webhook_received(None, None, "backlog")
+        logger.warning("webhooks.backlog")
+        raise
     if event is None:
         # This token is already in the inbox: a replay, or a redelivery whose answer was lost.
         # Either way it is acknowledged and changes nothing.
         services.metrics.webhook_received(None, None, "duplicate")
         logger.warning("webhooks.replay_ignored")
-        return WebhookReceived()
+        return Response(_RECEIVED, media_type="application/json")
     item_id_var.set(event.item_id)
     services.metrics.webhook_received(event.webhook_type, event.webhook_code, "received")
     logger.info(
@@ -146,7 +162,7 @@ async def receive_webhook(request: Request, services: ServicesDep) -> WebhookRec
         },
     )
     _wake_worker(request)
-    return WebhookReceived()
+    return Response(_RECEIVED, media_type="application/json")
 
 
 _WEBHOOK_ROUTE: dict[str, Any] = {
@@ -157,9 +173,7 @@ _WEBHOOK_ROUTE: dict[str, Any] = {
     "openapi_extra": _WEBHOOK_DOCUMENT,
 }
 router.add_api_route("/webhook", receive_webhook, **_WEBHOOK_ROUTE)
-integrations_router.add_api_route(
-    "/api/v1/integrations/plaid/webhook", receive_webhook, **_WEBHOOK_ROUTE
-)
+integrations_router.add_api_route(INTEGRATIONS_WEBHOOK_PATH, receive_webhook, **_WEBHOOK_ROUTE)
 
 
 @router.post(

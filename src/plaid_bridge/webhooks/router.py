@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from starlette.requests import ClientDisconnect
 
+from plaid_bridge import wakeups
 from plaid_bridge.api.openapi import answers, bearer_scheme
 from plaid_bridge.api.params import AfterId, ItemIdQuery
 from plaid_bridge.api.schemas import CamelModel
@@ -129,6 +130,8 @@ async def receive_webhook(request: Request, services: ServicesDep) -> WebhookRec
         event = await intake.store(
             session, raw=body, text=text, document=document, verified=verified
         )
+        if event is not None:
+            await wakeups.notify_inbox(session)
     if event is None:
         # This token is already in the inbox: a replay, or a redelivery whose answer was lost.
         # Either way it is acknowledged and changes nothing.
@@ -178,6 +181,7 @@ async def replay_webhook(
     """Re-process a stored webhook of the org."""
     async with services.database.transaction() as session:
         await intake.replay(session, caller, event_id)
+        await wakeups.notify_inbox(session)
     _wake_worker(request)
     return ReplayAccepted(event_id=event_id)
 

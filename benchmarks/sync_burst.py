@@ -43,7 +43,7 @@ from plaid_bridge.ops import migrate
 from plaid_bridge.plaid.limits import PRODUCTION_LIMITS
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.engine import Outcome, sync_item
-from plaid_bridge.sync.models import SyncRun
+from plaid_bridge.sync.models import SyncRequest, SyncRun
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.webhooks import intake
 from plaid_bridge.worker import Worker, stop_within
@@ -178,6 +178,11 @@ async def _burst(
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    while True:  # the runs settled (their requests deleted) before the worker stops
+        async with services.database.transaction() as session:
+            if not await session.scalar(select(func.count()).select_from(SyncRequest)):
+                break
+        await asyncio.sleep(0.05)
     await stop_within(task, stop, 10.0)
     return elapsed, cpu
 

@@ -13,7 +13,15 @@ from pathlib import Path
 from benchmarks.scoreboard import Figure, table, write_json
 
 # Module names under benchmarks/, each with `run() -> list[Figure]`, in the order they run.
-BENCHMARKS = ["sync_page", "limiter", "sync_store", "change_feed", "webhook_flood", "webhook_ingest"]
+BENCHMARKS = [
+    "sync_page",
+    "limiter",
+    "sync_store",
+    "change_feed",
+    "webhook_flood",
+    "webhook_ingest",
+    "sync_burst",
+]
 RESULTS = Path("var/bench.json")
 
 

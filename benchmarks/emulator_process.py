@@ -42,6 +42,9 @@ def emulator_process(*, seed: int, transactions: int) -> Iterator[Emulator]:
             str(seed),
             "--transactions",
             str(transactions),
+            # Memory only: a state file would carry every run's Items into the next.
+            "--state",
+            "none",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     # A sync's claim: renewed every third of it while the run lasts, so a dead worker's sync is
     # taken over by another within this long.
     sync_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Syncs one worker runs at once (a steady pool: the next due one starts as one finishes);
+    # the Plaid client's connection pool is sized to it.
+    sync_concurrency: int = Field(default=16, ge=1, le=256)
     sync_reconcile_after_seconds: float = Field(default=21_600.0, gt=0, le=30 * 86_400)
     # How long a worker's claim on an inbox row lasts; a crashed worker's rows wait this long.
     worker_lease_seconds: float = Field(default=60.0, gt=0, le=3600)

@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import anyio
+import anyio.abc
 
+from plaid_bridge import wakeups
 from plaid_bridge.config import Settings
 from plaid_bridge.connections import removal
 from plaid_bridge.ops import heartbeats, worker_http
@@ -49,7 +51,10 @@ class Worker:
     `lease_seconds` bounds how long a crashed worker's inbox rows wait before another worker
     takes them; a row failing `max_attempts` times (or abandoned by that many crashed claims)
     becomes FAILED, retried before that with a backoff from `retry_base_seconds` doubling up to
-    `retry_max_seconds`. `wakeup` may be set (by the webhook intake) to end a wait early.
+    `retry_max_seconds`. `wakeup` may be set (by the webhook intake) to end a wait early; on
+    PostgreSQL the worker also LISTENs for the notifications of other processes (`wakeups`).
+    Up to `inbox_concurrency` inbox rows (of different Items) are applied at once, and up to
+    `sync_concurrency` syncs run at once (default: the `SYNC_CONCURRENCY` setting).
     """
 
     def __init__(
@@ -65,12 +70,20 @@ class Worker:
         retry_max_seconds: float = 3600.0,
         reconcile_interval: float = 300.0,
         role: str = "worker",
+        sync_concurrency: int | None = None,
+        inbox_concurrency: int = 8,
     ) -> None:
-        if lease_seconds <= 0 or batch < 1 or max_attempts < 1:
-            raise ValueError("lease_seconds, batch and max_attempts must be positive")
+        if lease_seconds <= 0 or batch < 1 or max_attempts < 1 or inbox_concurrency < 1:
+            raise ValueError(
+                "lease_seconds, batch, max_attempts and inbox_concurrency must be positive"
+            )
         self.services = services
         self.worker_id = worker_id
         self.batch = batch
+        self.sync_concurrency = sync_concurrency or services.settings.sync_concurrency
+        # SQLite has one writer: rows applied side by side would only wait for each other.
+        sqlite = services.database.dialect == "sqlite"
+        self.inbox_concurrency = 1 if sqlite else inbox_concurrency
         self.poll_interval = poll_interval
         self.reconcile_interval = reconcile_interval
         self.inbox = Inbox(
@@ -87,7 +100,10 @@ class Worker:
         self._sync_wakeup = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._sync_pass: anyio.CancelScope | None = None
+        self._slot_freed = asyncio.Event()
+        self._running_syncs = 0
         self._next_reconcile = 0.0
+        self._next_housekeeping = 0.0
         self.lease_seconds = lease_seconds
         self.role = role
         # When the inbox loop last finished a pass (monotonic): the worker's sign of life, kept
@@ -116,38 +132,87 @@ class Worker:
         return handled
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Two loops until `stop` is set: the inbox and the sync queue, side by side, so a long
-        sync (minutes under Plaid's rate limits) never holds up webhooks. A pass that found work
-        is followed at once by the next; otherwise a loop waits up to `poll_interval` or until
-        woken (`wakeup` by the webhook intake; the sync loop by inbox rows that were applied).
-        On stop, the row in progress is finished and the rest of the batch is released; running
-        syncs are interrupted at once and their requests handed back to any worker."""
+        """Two loops until `stop` is set: the inbox and the sync pool, side by side, so a long
+        sync (minutes under Plaid's rate limits) never holds up webhooks. An inbox pass that
+        found work is followed at once by the next; otherwise the loop waits up to
+        `poll_interval` or until woken (`wakeup` by the webhook intake or a notification). The
+        sync pool starts the next due sync as soon as one of its runs finishes. On stop, the
+        rows in progress are finished and the rest of the batch is released; running syncs are
+        interrupted at once and their requests handed back to any worker."""
         self._stop = stop
         logger.info("worker.started", extra={"worker_id": self.worker_id})
         try:
-            await asyncio.gather(
-                self._loop(stop, self._inbox_pass, self.wakeup, "inbox"),
-                self._loop(stop, self._interruptible_sync_pass, self._sync_wakeup, "sync"),
-                self._interrupt_syncs_on(stop),
-            )
+            async with anyio.create_task_group() as group:
+                if self.services.database.dialect == "postgresql":
+                    events = {wakeups.INBOX: self.wakeup, wakeups.SYNC: self._sync_wakeup}
+                    group.start_soon(wakeups.listen, self.services.database.engine.url, events)
+                await asyncio.gather(
+                    self._loop(stop, self._inbox_pass, self.wakeup, "inbox"),
+                    self._sync_pool(stop),
+                    self._interrupt_syncs_on(stop),
+                )
+                group.cancel_scope.cancel()
         finally:
             self._stop = None
             await self._forget_heartbeat()
             logger.info("worker.stopped", extra={"worker_id": self.worker_id})
 
-    async def _interruptible_sync_pass(self) -> int:
-        """One sync-loop pass that `stop` cancels: a sync may run for minutes under Plaid's rate
-        limits, and another worker can take it over at once (nothing of an interrupted update is
-        stored, so it starts again from the stored cursor)."""
+    async def _sync_pool(self, stop: asyncio.Event) -> None:
+        """Keep up to `sync_concurrency` syncs running until `stop`, which cancels them (a sync
+        may run for minutes under Plaid's rate limits, and another worker can take it over at
+        once: nothing of an interrupted update is stored, so it starts again from the stored
+        cursor, and its request is handed back)."""
         with anyio.CancelScope() as scope:
             self._sync_pass = scope
             if self._stopping():
                 scope.cancel()
             try:
-                return await self.run_sync_queue()
+                async with anyio.create_task_group() as runs:
+                    while not stop.is_set():
+                        self._sync_wakeup.clear()  # before the claim: a wakeup during it counts
+                        self._slot_freed.clear()
+                        await self._fill_pool(runs)
+                        await self._pause(stop, self._sync_wakeup, self._slot_freed)
+                    runs.cancel_scope.cancel()
             finally:
                 self._sync_pass = None
-        return 0  # interrupted: the claimed requests were handed back
+
+    async def _fill_pool(self, runs: anyio.abc.TaskGroup) -> None:
+        try:
+            await self._start_syncs(runs)
+        except Exception as error:  # a database outage must not end the loop
+            logger.error("worker.pass_failed", extra={"loop": "sync"}, exc_info=error)
+
+    async def _start_syncs(self, runs: anyio.abc.TaskGroup) -> int:
+        """Removals and the reconciler (at most every `poll_interval`), then as many due syncs
+        as there are free places in the pool, each started at once. Returns how many."""
+        if time.monotonic() >= self._next_housekeeping:
+            await self._housekeeping()
+            self._next_housekeeping = time.monotonic() + self.poll_interval
+        free = self.sync_concurrency - self._running_syncs
+        if free <= 0:
+            return 0
+        claims = await sync_queue.claim_due(self.services, self.worker_id, free)
+        for claim in claims:
+            self._running_syncs += 1
+            runs.start_soon(self._run_sync, claim)
+        return len(claims)
+
+    async def _run_sync(self, claim: sync_queue.Claim) -> None:
+        try:
+            await sync_queue.run_claimed(self.services, self.worker_id, claim)
+        finally:
+            self._running_syncs -= 1
+            self._slot_freed.set()
+
+    async def _housekeeping(self) -> int:
+        """Due removals at Plaid, and every `reconcile_interval` seconds a sync for connections
+        gone stale (missed-webhook recovery). Returns the number of removals tried."""
+        removals = await removal.process_due(self.services, limit=self.batch)
+        if time.monotonic() >= self._next_reconcile:
+            await sync_queue.enqueue_stale(self.services)
+            self._next_reconcile = time.monotonic() + self.reconcile_interval
+        return removals
 
     async def _interrupt_syncs_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -192,8 +257,8 @@ class Worker:
             if not busy:
                 await self._pause(stop, wakeup)
 
-    async def _pause(self, stop: asyncio.Event, wakeup: asyncio.Event) -> None:
-        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())}
+    async def _pause(self, stop: asyncio.Event, *wakeups: asyncio.Event) -> None:
+        waits = {asyncio.ensure_future(event.wait()) for event in (stop, *wakeups)}
         try:
             await asyncio.wait(
                 waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
@@ -209,15 +274,25 @@ class Worker:
     # ---- the inbox ------------------------------------------------------------------------
 
     async def process_inbox(self) -> int:
-        """Claim up to `batch` due rows and apply them one by one, in id order; on stop, the
-        rows not yet begun are released for any worker at once."""
+        """Claim up to `batch` due rows and apply them, up to `inbox_concurrency` at once. A
+        claim holds at most one row per Item (`Inbox.claim`), so rows applied side by side are
+        of different Items and each Item's rows still go in id order. On stop, the rows in
+        progress are finished and those not yet begun are released for any worker at once."""
         claimed = await self._claim()
-        for position, event_id in enumerate(claimed):
-            if self._stopping():
-                await self.inbox.release(claimed[position:])
-                return position
-            await self._process(event_id)
-        return len(claimed)
+        begun = 0
+
+        async def lane() -> None:
+            nonlocal begun
+            while begun < len(claimed) and not self._stopping():
+                begun += 1
+                await self._process(claimed[begun - 1])
+
+        async with anyio.create_task_group() as group:
+            for _ in range(min(self.inbox_concurrency, len(claimed))):
+                group.start_soon(lane)
+        if begun < len(claimed):
+            await self.inbox.release(claimed[begun:])
+        return begun
 
     async def _claim(self) -> list[int]:
         return await self.inbox.claim()
@@ -228,15 +303,12 @@ class Worker:
     # ---- the sync queue -------------------------------------------------------------------
 
     async def run_sync_queue(self) -> int:
-        """Due removals at Plaid, due syncs, and every `reconcile_interval` seconds a sync for
-        connections gone stale (missed-webhook recovery). Returns the number of removals and
-        syncs tried."""
-        removals = await removal.process_due(self.services, limit=self.batch)
-        if time.monotonic() >= self._next_reconcile:
-            await sync_queue.enqueue_stale(self.services)
-            self._next_reconcile = time.monotonic() + self.reconcile_interval
+        """One pass over the sync queue: due removals at Plaid, the reconciler when due, and one
+        batch of up to `sync_concurrency` due syncs, all run to the end. Returns the number of
+        removals and syncs tried. (`run_forever` keeps a steady pool instead.)"""
+        removals = await self._housekeeping()
         syncs = await sync_queue.process_due(
-            self.services, worker_id=self.worker_id, limit=self.batch
+            self.services, worker_id=self.worker_id, limit=self.sync_concurrency
         )
         return removals + syncs
 

@@ -166,7 +166,8 @@ class PlaidClient:
     With a `limiter`, every attempt first takes a slot in Plaid's rate-limit windows for its
     endpoint (and Item), waiting within the limiter's bound; a refusal is a `LimitReached`
     (a PlaidError of class RATE_LIMITED with `retry_after`), never retried here. `on_call`
-    is told of every attempt, for metrics.
+    is told of every attempt, for metrics. At most `concurrency` calls are in flight at once,
+    each on a kept-alive connection of a pool of that size.
     """
 
     def __init__(
@@ -187,9 +188,12 @@ class PlaidClient:
         days_requested: int = 730,
         limiter: OutboundLimiter | None = None,
         on_call: CallObserver | None = None,
+        concurrency: int = 40,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if concurrency < 1:
+            raise ValueError("concurrency must be positive")
         if max_retries < 0 or backoff < 0:
             raise ValueError("max_retries and backoff must not be negative")
         self.host = host.rstrip("/")
@@ -214,6 +218,10 @@ class PlaidClient:
         )
         # urllib3 would otherwise retry on its own, outside our budget and our policy.
         configuration.retries = False
+        # As many kept-alive connections (and SDK threads) as calls in flight: a smaller pool
+        # discards connections under load ("pool is full"), each a new TLS handshake later.
+        configuration.connection_pool_maxsize = concurrency
+        self._threads = anyio.CapacityLimiter(concurrency)
         self._configuration = configuration
         self._api_client = plaid.ApiClient(configuration)
         self._api = plaid_api.PlaidApi(self._api_client)
@@ -245,6 +253,8 @@ class PlaidClient:
             days_requested=settings.plaid_transactions_days_requested,
             limiter=OutboundLimiter.from_settings(settings, events=limiter_events),
             on_call=on_call,
+            # The worker's syncs, plus room for the API's own calls when it runs embedded.
+            concurrency=max(40, settings.sync_concurrency + 10),
         )
 
     def __repr__(self) -> str:
@@ -596,7 +606,13 @@ class PlaidClient:
                     # Abandoning the thread on timeout bounds the call even when a slow body
                     # keeps urllib3 reading; the thread ends on its own socket timeout.
                     request_id, result = await anyio.to_thread.run_sync(
-                        self._attempt, operation, build, parse, remaining, abandon_on_cancel=True
+                        self._attempt,
+                        operation,
+                        build,
+                        parse,
+                        remaining,
+                        abandon_on_cancel=True,
+                        limiter=self._threads,
                     )
             except Exception as exc:
                 # The one place failures are mapped; our own bugs (None) propagate unchanged.

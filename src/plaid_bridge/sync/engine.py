@@ -1,12 +1,14 @@
 """The /transactions/sync engine: one Item's store brought level with Plaid's ledger, atomically.
 
-A run reads the Item's cursor and pages through `/transactions/sync` from it, all inside one
-database transaction: each page is written (PostgreSQL) or staged (SQLite) while the next one is
-fetched, and only once `has_more` is false does the new cursor join them and the transaction
-commit. A crash anywhere before that commit leaves the previous cursor and data as they were; the
-next run starts over from the same cursor. TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION restarts
-the update from the cursor it started from (a bounded number of times); Plaid's "not ready yet"
-answer stores nothing.
+A run reads the Item's cursor and pages through `/transactions/sync` from it. The first page is
+fetched before any database transaction opens (a typical update is that one page, so no pooled
+connection waits idle in a transaction for Plaid); from then on everything happens inside one
+transaction: each page is written (PostgreSQL) or staged (SQLite) while the next one is fetched,
+and only once `has_more` is false does the new cursor join them and the transaction commit. A crash
+anywhere before that commit leaves the previous cursor and data as they were; the next run starts
+over from the same cursor. TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION restarts the update from
+the cursor it started from (a bounded number of times); Plaid's "not ready yet" answer stores
+nothing.
 """
 
 from __future__ import annotations
@@ -233,41 +235,64 @@ async def _prepare(
         return _Start(item_id, connection.id, token, connection.cursor, connection.updated_at)
 
 
-async def _fetch_update(
-    services: Services, start: _Start, writer: UpdateWriter, progress: _Progress
-) -> SyncPage | None:
-    """Hand every page of one update to the writer; the last page, or None when Plaid is not
-    ready yet."""
-    plaid, count = services.plaid, services.settings.sync_page_size
+async def _page_at(services: Services, start: _Start, cursor: str | None) -> SyncPage:
+    """One page from `cursor`. Plaid allows 50 pages a minute per Item: a large update waits for
+    its rate limit page by page (the cursor stays valid) rather than failing and starting over."""
+    waited = 0.0
+    while True:
+        try:
+            return await services.plaid.sync_transactions(
+                access_token=start.token, cursor=cursor, count=services.settings.sync_page_size
+            )
+        except PlaidError as error:
+            if error.error_class is not PlaidErrorClass.RATE_LIMITED:
+                raise
+            if waited >= _RATE_LIMIT_PATIENCE:
+                raise
+            delay = min(max(float(getattr(error, "retry_after", 0) or 0), 1.0), 60.0)
+            logger.info("plaid.sync.rate_limited", extra={"item_id": start.item_id, "delay": delay})
+            waited += delay
+            await anyio.sleep(delay)
 
-    async def page_at(cursor: str | None) -> SyncPage:
-        # Plaid allows 50 pages a minute per Item: a large update waits for its rate limit page
-        # by page (the cursor stays valid) rather than failing and starting over.
-        waited = 0.0
-        while True:
-            try:
-                return await plaid.sync_transactions(
-                    access_token=start.token, cursor=cursor, count=count
-                )
-            except PlaidError as error:
-                if error.error_class is not PlaidErrorClass.RATE_LIMITED:
-                    raise
-                if waited >= _RATE_LIMIT_PATIENCE:
-                    raise
-                delay = min(max(float(getattr(error, "retry_after", 0) or 0), 1.0), 60.0)
-                logger.info(
-                    "plaid.sync.rate_limited", extra={"item_id": start.item_id, "delay": delay}
-                )
-                waited += delay
-                await anyio.sleep(delay)
+
+def _restart_or_raise(
+    error: PlaidError, services: Services, start: _Start, progress: _Progress
+) -> None:
+    """Count a restart of the update for TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION; raise
+    `error` itself when it is something else or the restarts are used up."""
+    if error.error_class is not PlaidErrorClass.RESTART_SYNC:
+        raise error
+    if error.request_id:
+        progress.request_ids.append(error.request_id)
+    if progress.restarts >= services.settings.sync_max_restarts:
+        raise error
+    progress.restart()
+    logger.info(
+        "plaid.sync.restart", extra={"item_id": start.item_id, "restarts": progress.restarts}
+    )
+
+
+async def _first_page(services: Services, start: _Start, progress: _Progress) -> SyncPage:
+    """The update's first page, restarted as Plaid asks."""
+    while True:
+        try:
+            return await _page_at(services, start, start.cursor)
+        except PlaidError as error:
+            _restart_or_raise(error, services, start, progress)
+
+
+async def _fetch_update(
+    services: Services, start: _Start, writer: UpdateWriter, progress: _Progress, page: SyncPage
+) -> SyncPage | None:
+    """Hand every page of one update, from its first `page`, to the writer; the last page, or
+    None when Plaid is not ready yet."""
 
     async def fetch(cursor: str, into: list[SyncPage | Exception]) -> None:
         try:
-            into.append(await page_at(cursor))
+            into.append(await _page_at(services, start, cursor))
         except Exception as error:  # handed back to the loop, which raises it
             into.append(error)
 
-    page = await page_at(start.cursor)
     while True:
         progress.record(page)
         if page.not_ready:
@@ -288,7 +313,11 @@ async def _fetch_update(
 async def _fetch_and_apply(
     services: Services, item_id: str, trigger: str, start: _Start, progress: _Progress
 ) -> SyncResult:
-    settings = services.settings
+    """Fetch the update and store it in one transaction, opened only once its first page is in:
+    no database connection waits idle in a transaction for Plaid's answer to the first call,
+    which is the whole of a typical (one-page) update. The pages after it are written while the
+    next one is fetched, inside the transaction (see the module's docstring)."""
+    first = await _first_page(services, start, progress)
     async with services.database.transaction() as session:
         if not await try_database_lock(session, item_id):
             return SyncResult(item_id, Outcome.BUSY)
@@ -299,22 +328,15 @@ async def _fetch_and_apply(
             return await _without_update(session, item_id, trigger, progress, Outcome.SUPERSEDED)
         target = Target(start.connection_id, seq + 1, utcnow())
         writer = await open_writer(session, target)
+        page = first
         while True:
             try:
-                last = await _fetch_update(services, start, writer, progress)
+                last = await _fetch_update(services, start, writer, progress, page)
                 break
             except PlaidError as error:
-                if error.error_class is not PlaidErrorClass.RESTART_SYNC:
-                    raise
-                if error.request_id:
-                    progress.request_ids.append(error.request_id)
-                if progress.restarts >= settings.sync_max_restarts:
-                    raise
-                progress.restart()
-                logger.info(
-                    "plaid.sync.restart", extra={"item_id": item_id, "restarts": progress.restarts}
-                )
+                _restart_or_raise(error, services, start, progress)
                 await writer.restart()
+                page = await _first_page(services, start, progress)
         if last is None:
             await writer.discard()
             return await _without_update(session, item_id, trigger, progress, Outcome.NOT_READY)

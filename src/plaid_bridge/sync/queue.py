@@ -18,14 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
-from plaid_bridge.db import utcnow
+from plaid_bridge.db import dialect_name, utcnow
 from plaid_bridge.services import Services
 from plaid_bridge.sync.engine import Outcome, SyncResult, sync_item
 from plaid_bridge.sync.models import SyncRequest, SyncRequestState, SyncRun
@@ -41,7 +41,9 @@ _RELEASE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Claim:
+class Claim:
+    """A request this worker marked RUNNING: its Item, why it was asked for, failures so far."""
+
     item_id: str
     reason: str
     attempts: int
@@ -55,38 +57,42 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def _claim(services: Services, worker_id: str, limit: int) -> list[_Claim]:
+async def claim_due(services: Services, worker_id: str, limit: int) -> list[Claim]:
     """Mark up to `limit` due requests RUNNING for `worker_id`, in one statement.
 
-    The statement re-checks dueness on each row it updates, so two workers never claim the same
-    request; on SQLite it is also the transaction's first statement, a write, which avoids a
-    stale read snapshot. `rerun` is cleared: the run about to start covers earlier requests.
+    The candidates are picked once, in a materialised CTE (`FOR UPDATE SKIP LOCKED` on
+    PostgreSQL): as a plain subquery the planner may re-run it per updated row, each run skipping
+    other rows, and claim more than `limit`. The update re-checks dueness on each row, so two
+    workers never claim the same request; on SQLite it is also the transaction's first statement,
+    a write, which avoids a stale read snapshot. `rerun` is cleared: the run about to start
+    covers earlier requests.
     """
     now = utcnow()
     lease = timedelta(seconds=services.settings.sync_lease_seconds)
-    candidates = (
-        select(SyncRequest.item_id)
-        .where(_due(now))
-        .order_by(SyncRequest.not_before)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    statement = (
-        update(SyncRequest)
-        .where(SyncRequest.item_id.in_(candidates), _due(now))
-        .values(
-            state=SyncRequestState.RUNNING.value,
-            rerun=False,
-            claimed_by=worker_id,
-            claimed_until=now + lease,
-        )
-        .returning(SyncRequest.item_id, SyncRequest.reason, SyncRequest.attempts)
-        .execution_options(synchronize_session=False)
-    )
     async with services.database.transaction() as session:
+        candidates = (
+            select(SyncRequest.item_id)
+            .where(_due(now))
+            .order_by(SyncRequest.not_before)
+            .limit(limit)
+        )
+        if dialect_name(session) == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+        statement = (
+            update(SyncRequest)
+            .where(SyncRequest.item_id.in_(select(picked.c.item_id)), _due(now))
+            .values(
+                state=SyncRequestState.RUNNING.value,
+                rerun=False,
+                claimed_by=worker_id,
+                claimed_until=now + lease,
+            )
+            .returning(SyncRequest.item_id, SyncRequest.reason, SyncRequest.attempts)
+            .execution_options(synchronize_session=False)
+        )
         rows = (await session.execute(statement)).all()
-    return [_Claim(item_id, reason, attempts) for item_id, reason, attempts in rows]
+    return [Claim(item_id, reason, attempts) for item_id, reason, attempts in rows]
 
 
 async def _keep_lease(services: Services, worker_id: str, item_id: str) -> None:
@@ -112,7 +118,7 @@ async def _keep_lease(services: Services, worker_id: str, item_id: str) -> None:
             )
 
 
-async def _release(services: Services, worker_id: str, claim: _Claim) -> None:
+async def _release(services: Services, worker_id: str, claim: Claim) -> None:
     """Hand an interrupted run's request back (the worker is stopping): queued, due at once for
     any worker, its attempts unchanged. Bounded in time: if the database does not answer, the
     lease runs out instead."""
@@ -135,7 +141,7 @@ def _backoff(settings: Settings, attempts: int) -> timedelta:
     return min(timedelta(seconds=base * 2 ** max(attempts - 1, 0)), _MAX_BACKOFF)
 
 
-async def _settle(services: Services, worker_id: str, claim: _Claim, result: SyncResult) -> None:
+async def _settle(services: Services, worker_id: str, claim: Claim, result: SyncResult) -> None:
     """Finish one claimed request after its run, as its outcome says; a request whose lease
     another worker took over is left to that worker."""
     mine = and_(SyncRequest.item_id == claim.item_id, SyncRequest.claimed_by == worker_id)
@@ -163,11 +169,13 @@ async def _finish(session: AsyncSession, mine: ColumnElement[bool]) -> None:
 async def _retry_or_abandon(
     session: AsyncSession,
     mine: ColumnElement[bool],
-    claim: _Claim,
+    claim: Claim,
     result: SyncResult,
     settings: Settings,
 ) -> None:
-    """A failure worth retrying: queued again after a backoff that doubles per attempt. After
+    """A failure worth retrying: queued again after a backoff that doubles per attempt, or at
+    once if another request arrived during the run (as a request overrides the backoff of a
+    queued one: Plaid's "updates available" right after a "not ready" must not wait). After
     `sync_max_attempts` the request is dropped and recorded as an abandoned run, unless another
     request arrived during the run: that one starts its own count."""
     attempts = claim.attempts + 1
@@ -176,11 +184,13 @@ async def _retry_or_abandon(
             _record_abandoned(session, claim, result, attempts)
             return
         attempts = 0
+    now = utcnow()
     await _requeue(
         session,
         mine,
         attempts=attempts,
-        not_before=utcnow() + _backoff(settings, max(attempts, 1)),
+        # SET reads the row as it was: `rerun` is the arrival during the run.
+        not_before=case((SyncRequest.rerun, now), else_=now + _backoff(settings, max(attempts, 1))),
         last_error=result.error_code or result.outcome.value,
     )
 
@@ -212,7 +222,7 @@ async def _drop(session: AsyncSession, mine: ColumnElement[bool]) -> bool:
 
 
 def _record_abandoned(
-    session: AsyncSession, claim: _Claim, result: SyncResult, attempts: int
+    session: AsyncSession, claim: Claim, result: SyncResult, attempts: int
 ) -> None:
     now = utcnow()
     session.add(
@@ -232,7 +242,7 @@ def _record_abandoned(
     )
 
 
-async def _execute(services: Services, worker_id: str, claim: _Claim) -> None:
+async def _execute(services: Services, worker_id: str, claim: Claim) -> None:
     """Run one claimed request with its lease kept, then settle it. Cancelled (the worker is
     stopping), the run stores nothing of its update and the request is handed back."""
     try:
@@ -247,23 +257,25 @@ async def _execute(services: Services, worker_id: str, claim: _Claim) -> None:
     await _settle(services, worker_id, claim, result)
 
 
+async def run_claimed(services: Services, worker_id: str, claim: Claim) -> None:
+    """Run one claimed request and settle it; a failure to settle is logged and leaves its lease
+    to expire, so a later pass picks it up again. Cancelled, it hands the request back."""
+    try:
+        await _execute(services, worker_id, claim)
+    except Exception:
+        logger.exception("plaid.sync.queue_error", extra={"item_id": claim.item_id})
+
+
 async def process_due(services: Services, *, worker_id: str, limit: int) -> int:
     """Claim up to `limit` due sync requests and run them (concurrently, one per Item).
 
-    Returns how many requests were claimed; 0 means nothing was due. A failure to settle one
-    request is logged and leaves its lease to expire, so another pass picks it up again.
+    Returns how many requests were claimed; 0 means nothing was due. The worker's own loop keeps
+    a steady pool instead (`worker.Worker`); this is one batch, for one-off passes.
     """
-    claims = await _claim(services, worker_id, limit)
-
-    async def run(claim: _Claim) -> None:
-        try:
-            await _execute(services, worker_id, claim)
-        except Exception:
-            logger.exception("plaid.sync.queue_error", extra={"item_id": claim.item_id})
-
+    claims = await claim_due(services, worker_id, limit)
     async with anyio.create_task_group() as group:
-        for claim in claims:
-            group.start_soon(run, claim)
+        for each in claims:
+            group.start_soon(run_claimed, services, worker_id, each)
     return len(claims)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import case
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from plaid_bridge import wakeups
 from plaid_bridge.connections.models import ConnectionStatus, PlaidConnection
 from plaid_bridge.db import upsert, utcnow
 from plaid_bridge.errors import Conflict
@@ -41,7 +42,8 @@ async def request_sync(session: AsyncSession, item_id: str, *, reason: str) -> N
     """Queue a sync of `item_id`: a queued request absorbs it; a running one gets one more pass.
 
     One atomic upsert, so concurrent requests never race; written in the caller's transaction
-    (a rollback drops the request with the change that decided it).
+    (a rollback drops the request with the change that decided it), which also wakes listening
+    workers when it commits.
     """
     now = utcnow()
     table = SyncRequest.__table__.c
@@ -64,3 +66,4 @@ async def request_sync(session: AsyncSession, item_id: str, *, reason: str) -> N
         },
     )
     await session.execute(statement)
+    await wakeups.notify_sync(session)

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
+from plaid_bridge import wakeups
 from plaid_bridge.db import Database
 from plaid_bridge.errors import Unavailable, database_unavailable
 from plaid_bridge.webhooks.intake import Stored
@@ -176,6 +177,8 @@ class InboxWriter:
                     else:  # SQLite: one multi-row INSERT (SQLAlchemy's insertmanyvalues)
                         result = await connection.execute(_SQLITE_INSERT, unique)
                     written = result.all()
+                    if written:
+                        await wakeups.notify_inbox(connection)  # delivered with the commit
                     committing = True  # the block's end commits
                 break
             except DBAPIError as error:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
+from plaid_bridge import wakeups
 from plaid_bridge.api.openapi import answers, bearer_scheme
 from plaid_bridge.api.params import AfterId, ItemIdQuery
 from plaid_bridge.api.schemas import CamelModel
@@ -192,6 +193,7 @@ async def replay_webhook(
     """Re-process a stored webhook of the org."""
     async with services.database.transaction() as session:
         await intake.replay(session, caller, event_id)
+        await wakeups.notify_inbox(session)
     _wake_worker(request)
     return ReplayAccepted(event_id=event_id)
 

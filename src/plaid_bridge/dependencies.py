@@ -27,7 +27,9 @@ from plaid_bridge.services import Services
 logger = logging.getLogger("plaid_bridge.auth")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The app's services. A coroutine, as is every dependency here: FastAPI runs a plain `def`
+    dependency on the thread pool, a hop there and back for nothing on every request."""
     services: Services = request.app.state.services
     return services
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmarks.scoreboard import Figure, table, write_json
 
 # Module names under benchmarks/, each with `run() -> list[Figure]`, in the order they run.
-BENCHMARKS = ["sync_page", "limiter", "sync_store", "webhook_flood"]
+BENCHMARKS = ["sync_page", "limiter", "sync_store", "webhook_flood", "api_path"]
 RESULTS = Path("var/bench.json")
 
 

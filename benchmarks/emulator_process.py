@@ -27,8 +27,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def emulator_process(*, seed: int, transactions: int) -> Iterator[Emulator]:
-    """Start `plaid-bridge emulator` on a free port; yields its URL and pid; stops it after."""
+def emulator_process(
+    *, seed: int, transactions: int, state: str | None = None
+) -> Iterator[Emulator]:
+    """Start `plaid-bridge emulator` on a free port; yields its URL and pid; stops it after.
+
+    `state` is the emulator's `--state` (`"none"`: memory only, no state file rewritten after
+    changes); by default its state file under the var dir."""
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -42,6 +47,7 @@ def emulator_process(*, seed: int, transactions: int) -> Iterator[Emulator]:
             str(seed),
             "--transactions",
             str(transactions),
+            *(["--state", state] if state is not None else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

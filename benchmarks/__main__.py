@@ -21,6 +21,7 @@ BENCHMARKS = [
     "webhook_flood",
     "webhook_ingest",
     "sync_burst",
+    "api_path",
 ]
 RESULTS = Path("var/bench.json")
 

@@ -28,7 +28,8 @@ def _free_port() -> int:
 
 @contextmanager
 def emulator_process(*, seed: int, transactions: int) -> Iterator[Emulator]:
-    """Start `plaid-bridge emulator` on a free port; yields its URL and pid; stops it after."""
+    """Start `plaid-bridge emulator` on a free port, its state in memory only; yields its URL
+    and pid; stops it after."""
     port = _free_port()
     process = subprocess.Popen(
         [

@@ -127,11 +127,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         )
         stop_worker = asyncio.Event()
         worker_task = asyncio.create_task(worker.run_forever(stop_worker)) if embedded else None
+        # The SDK's models load once the app serves, so neither start-up nor a request waits.
+        load_sdk = asyncio.create_task(running.plaid.load_sdk()) if owned else None
         app.state.worker_wakeup = worker.wakeup if embedded else None
         app.state.worker = worker if embedded else None  # /readyz checks it
         try:
             yield
         finally:
+            if load_sdk is not None:
+                load_sdk.cancel()
             stop_worker.set()
             if worker_task is not None:
                 # Open requests had the first half of the grace (`plaid-bridge serve`).

@@ -27,17 +27,25 @@ from plaid_bridge.services import Services
 logger = logging.getLogger("plaid_bridge.auth")
 
 
-def get_services(request: Request) -> Services:
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    """The app's services. A coroutine, as is every dependency here: FastAPI runs a plain `def`
+    dependency on the thread pool, a hop there and back for nothing on every request. The
+    dependencies below read the services from the request themselves: each sub-dependency is
+    one more node FastAPI solves on every request."""
+    return _services(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the route returns, rolled back if it raises."""
-    async with services.database.transaction() as session:
+    async with _services(request).database.transaction() as session:
         yield session
 
 
@@ -47,11 +55,12 @@ before the response is sent, so a client never reads a 2xx for work that is not 
 commit that fails becomes the error answer (503 DATABASE_UNAVAILABLE when the database is gone)."""
 
 
-async def _authenticated(request: Request, services: ServicesDep) -> Caller:
+async def _authenticated(request: Request) -> Caller:
     """The caller the request's token names (`Authorization: Bearer`, else the configured
     cookie, whose unsafe requests must pass the double-submit CSRF check). FastAPI resolves it
     once per request, however many dependencies (the route's role, the per-user rate limit) ask
     for it."""
+    services = _services(request)
     cookie_name = services.settings.auth_cookie_name
     try:
         credentials = read_credentials(request.headers, request.cookies, cookie_name=cookie_name)
@@ -107,7 +116,8 @@ def check_user_id(caller: Caller, user_id: str | None) -> None:
         raise Forbidden("userId does not match the authenticated user.")
 
 
-async def _check_caller(request: Request, caller: Authenticated, services: ServicesDep) -> None:
+async def _check_caller(request: Request, caller: Authenticated) -> None:
+    services = _services(request)
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     try:

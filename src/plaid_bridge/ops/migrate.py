@@ -7,12 +7,11 @@ and the schema test see it, and a migration in `migrations/versions/`.
 
 from __future__ import annotations
 
+import ast
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +23,9 @@ from plaid_bridge.ops.models import WorkerHeartbeat
 from plaid_bridge.sync.models import SyncRequest, SyncRun
 from plaid_bridge.transactions.models import PlaidTransaction
 from plaid_bridge.webhooks.models import WebhookEvent
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "TABLES",
@@ -50,10 +52,14 @@ TABLES = (
 metadata = Base.metadata
 
 ROOT = Path(__file__).resolve().parents[3]
+VERSIONS = ROOT / "migrations" / "versions"
 
 
 def alembic_config(database_url: str) -> Config:
-    """An Alembic config for the repository's `migrations/` and the given database."""
+    """An Alembic config for the repository's `migrations/` and the given database. Alembic is
+    imported here, by the commands that migrate, never by a process that only serves."""
+    from alembic.config import Config
+
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
@@ -62,13 +68,44 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent)."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
 @cache
 def head_revision() -> str | None:
-    """The newest revision in `migrations/` (read once per process)."""
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    """The newest revision in `migrations/` (read once per process): the one no script names
+    as its `down_revision`. Read from the scripts' own assignments because the readiness probe
+    asks for it and loading Alembic would add a tenth of a second to every start; a test holds
+    it to Alembic's answer. Raises RuntimeError when the scripts have several heads."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in VERSIONS.glob("*.py"):
+        names = _revision_names(script)
+        revisions.add(str(names["revision"]))
+        down = names.get("down_revision")
+        parents.update(down if isinstance(down, tuple) else () if down is None else (str(down),))
+    heads = sorted(revisions - parents)
+    if len(heads) > 1:
+        raise RuntimeError(f"migrations/ has several heads: {', '.join(heads)}")
+    return heads[0] if heads else None
+
+
+def _revision_names(script: Path) -> dict[str, object]:
+    """A migration's module-level `revision` and `down_revision` literals."""
+    found: dict[str, object] = {}
+    for node in ast.parse(script.read_text(encoding="utf-8")).body:
+        target: ast.expr
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and value:
+            found[target.id] = ast.literal_eval(value)
+    return found
 
 
 VERSION_TABLE = "alembic_version"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -17,35 +18,10 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 import plaid
-from plaid.api import plaid_api
-from plaid.model.accounts_balance_get_request import AccountsBalanceGetRequest
-from plaid.model.accounts_balance_get_request_options import AccountsBalanceGetRequestOptions
-from plaid.model.accounts_get_request import AccountsGetRequest
-from plaid.model.country_code import CountryCode
-from plaid.model.institutions_get_by_id_request import InstitutionsGetByIdRequest
-from plaid.model.item_get_request import ItemGetRequest
-from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
-from plaid.model.item_remove_request import ItemRemoveRequest
-from plaid.model.item_webhook_update_request import ItemWebhookUpdateRequest
-from plaid.model.link_token_account_filters import LinkTokenAccountFilters
-from plaid.model.link_token_create_request import LinkTokenCreateRequest
-from plaid.model.link_token_create_request_update import LinkTokenCreateRequestUpdate
-from plaid.model.link_token_create_request_user import LinkTokenCreateRequestUser
-from plaid.model.link_token_transactions import LinkTokenTransactions
-from plaid.model.products import Products
-from plaid.model.sandbox_item_fire_webhook_request import SandboxItemFireWebhookRequest
-from plaid.model.sandbox_item_reset_login_request import SandboxItemResetLoginRequest
-from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
-from plaid.model.sandbox_public_token_create_request_options import (
-    SandboxPublicTokenCreateRequestOptions,
-)
-from plaid.model.transactions_refresh_request import TransactionsRefreshRequest
-from plaid.model.transactions_sync_request import TransactionsSyncRequest
-from plaid.model.webhook_type import WebhookType
-from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
 from plaid.model_utils import validate_and_convert_types
 from pydantic import SecretStr
 
+from plaid_bridge.plaid import sdk_models
 from plaid_bridge.plaid.errors import (
     INVALID_RESPONSE,
     NETWORK_ERROR,
@@ -224,7 +200,8 @@ class PlaidClient:
         self._threads = anyio.CapacityLimiter(concurrency)
         self._configuration = configuration
         self._api_client = plaid.ApiClient(configuration)
-        self._api = plaid_api.PlaidApi(self._api_client)
+        self._api: Any = None  # the SDK's PlaidApi, built on first use: see `load_sdk`
+        self._api_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -272,6 +249,14 @@ class PlaidClient:
         if self.limiter is not None:
             await self.limiter.aclose()
 
+    async def load_sdk(self) -> None:
+        """Loads the SDK's endpoint module on a worker thread, once. It imports every model of
+        the SDK, a good part of a second of CPU, so a process does it after it starts serving
+        (the app's lifespan, in the background) or at its first call, never before it can
+        serve."""
+        if self._api is None:
+            await anyio.to_thread.run_sync(self._load_sdk, abandon_on_cancel=True)
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -310,9 +295,9 @@ class PlaidClient:
                 "client_name": self._client_name,
                 "language": language or self._language,
                 "country_codes": [
-                    CountryCode(code) for code in country_codes or self._country_codes
+                    sdk_models.CountryCode(code) for code in country_codes or self._country_codes
                 ],
-                "user": LinkTokenCreateRequestUser(client_user_id=user_id),
+                "user": sdk_models.LinkTokenCreateRequestUser(client_user_id=user_id),
             }
             if self._webhook:
                 fields["webhook"] = self._webhook
@@ -321,7 +306,7 @@ class PlaidClient:
             if account_filters is not None:
                 fields["account_filters"] = validate_and_convert_types(
                     account_filters,
-                    (LinkTokenAccountFilters,),
+                    (sdk_models.LinkTokenAccountFilters,),
                     ["account_filters"],
                     True,
                     True,
@@ -330,18 +315,20 @@ class PlaidClient:
             if access_token is not None:
                 fields["access_token"] = access_token
                 if account_selection_enabled:
-                    fields["update"] = LinkTokenCreateRequestUpdate(account_selection_enabled=True)
+                    fields["update"] = sdk_models.LinkTokenCreateRequestUpdate(
+                        account_selection_enabled=True
+                    )
             else:
-                fields["products"] = [Products(product) for product in chosen_products]
+                fields["products"] = [sdk_models.Products(product) for product in chosen_products]
                 if "transactions" in chosen_products:
-                    fields["transactions"] = LinkTokenTransactions(
+                    fields["transactions"] = sdk_models.LinkTokenTransactions(
                         days_requested=self._days_requested
                     )
-            return LinkTokenCreateRequest(**fields)
+            return sdk_models.LinkTokenCreateRequest(**fields)
 
         return await self._call(
             "/link/token/create",
-            self._api.link_token_create,
+            "link_token_create",
             build,
             _object(LinkToken.from_json),
             retry=True,
@@ -353,8 +340,8 @@ class PlaidClient:
         token fails. Raises PlaidError."""
         return await self._call(
             "/item/public_token/exchange",
-            self._api.item_public_token_exchange,
-            lambda: ItemPublicTokenExchangeRequest(public_token=public_token),
+            "item_public_token_exchange",
+            lambda: sdk_models.ItemPublicTokenExchangeRequest(public_token=public_token),
             _object(TokenExchange.from_json),
             retry=False,
         )
@@ -364,8 +351,8 @@ class PlaidClient:
         successful transactions update. Raises PlaidError."""
         return await self._call(
             "/item/get",
-            self._api.item_get,
-            lambda: ItemGetRequest(access_token=access_token),
+            "item_get",
+            lambda: sdk_models.ItemGetRequest(access_token=access_token),
             _object(PlaidItem.from_json),
             retry=True,
             item_key=item_key_for(access_token),
@@ -376,8 +363,8 @@ class PlaidClient:
         Returns Plaid's request id. An Item already gone raises PlaidError of class GONE."""
         return await self._call(
             "/item/remove",
-            self._api.item_remove,
-            lambda: ItemRemoveRequest(access_token=access_token),
+            "item_remove",
+            lambda: sdk_models.ItemRemoveRequest(access_token=access_token),
             _object(_request_id),
             retry=True,
             item_key=item_key_for(access_token),
@@ -389,8 +376,8 @@ class PlaidClient:
         Raises PlaidError."""
         return await self._call(
             "/item/webhook/update",
-            self._api.item_webhook_update,
-            lambda: ItemWebhookUpdateRequest(access_token=access_token, webhook=webhook),
+            "item_webhook_update",
+            lambda: sdk_models.ItemWebhookUpdateRequest(access_token=access_token, webhook=webhook),
             _object(PlaidItem.from_json),
             retry=True,
             item_key=item_key_for(access_token),
@@ -402,8 +389,8 @@ class PlaidClient:
         """The Item's accounts with cached balances. Raises PlaidError."""
         return await self._call(
             "/accounts/get",
-            self._api.accounts_get,
-            lambda: AccountsGetRequest(access_token=access_token),
+            "accounts_get",
+            lambda: sdk_models.AccountsGetRequest(access_token=access_token),
             _object(Account.list_from_json),
             retry=True,
             item_key=item_key_for(access_token),
@@ -417,13 +404,13 @@ class PlaidClient:
 
         def build() -> Any:
             if account_ids is None:
-                return AccountsBalanceGetRequest(access_token=access_token)
-            options = AccountsBalanceGetRequestOptions(account_ids=list(account_ids))
-            return AccountsBalanceGetRequest(access_token=access_token, options=options)
+                return sdk_models.AccountsBalanceGetRequest(access_token=access_token)
+            options = sdk_models.AccountsBalanceGetRequestOptions(account_ids=list(account_ids))
+            return sdk_models.AccountsBalanceGetRequest(access_token=access_token, options=options)
 
         return await self._call(
             "/accounts/balance/get",
-            self._api.accounts_balance_get,
+            "accounts_balance_get",
             build,
             _object(Account.list_from_json),
             retry=True,
@@ -438,10 +425,10 @@ class PlaidClient:
         codes = tuple(country_codes) if country_codes is not None else self._country_codes
         return await self._call(
             "/institutions/get_by_id",
-            self._api.institutions_get_by_id,
-            lambda: InstitutionsGetByIdRequest(
+            "institutions_get_by_id",
+            lambda: sdk_models.InstitutionsGetByIdRequest(
                 institution_id=institution_id,
-                country_codes=[CountryCode(code) for code in codes],
+                country_codes=[sdk_models.CountryCode(code) for code in codes],
             ),
             _object(Institution.from_json),
             retry=True,
@@ -462,14 +449,14 @@ class PlaidClient:
 
         def build() -> Any:
             if cursor:
-                return TransactionsSyncRequest(
+                return sdk_models.TransactionsSyncRequest(
                     access_token=access_token, cursor=cursor, count=count
                 )
-            return TransactionsSyncRequest(access_token=access_token, count=count)
+            return sdk_models.TransactionsSyncRequest(access_token=access_token, count=count)
 
         return await self._call(
             "/transactions/sync",
-            self._api.transactions_sync,
+            "transactions_sync",
             build,
             _sync_page,
             retry=True,
@@ -481,8 +468,8 @@ class PlaidClient:
         SYNC_UPDATES_AVAILABLE webhook. Returns Plaid's request id. Raises PlaidError."""
         return await self._call(
             "/transactions/refresh",
-            self._api.transactions_refresh,
-            lambda: TransactionsRefreshRequest(access_token=access_token),
+            "transactions_refresh",
+            lambda: sdk_models.TransactionsRefreshRequest(access_token=access_token),
             _object(_request_id),
             retry=True,
             item_key=item_key_for(access_token),
@@ -496,8 +483,8 @@ class PlaidClient:
         webhook verifier counts its fetches). Raises PlaidError."""
         return await self._call(
             "/webhook_verification_key/get",
-            self._api.webhook_verification_key_get,
-            lambda: WebhookVerificationKeyGetRequest(key_id=key_id),
+            "webhook_verification_key_get",
+            lambda: sdk_models.WebhookVerificationKeyGetRequest(key_id=key_id),
             _object(WebhookKey.from_json),
             retry=retry,
         )
@@ -519,15 +506,15 @@ class PlaidClient:
         def build() -> Any:
             fields: dict[str, Any] = {
                 "institution_id": institution_id,
-                "initial_products": [Products(product) for product in chosen_products],
+                "initial_products": [sdk_models.Products(product) for product in chosen_products],
             }
             if hook:
-                fields["options"] = SandboxPublicTokenCreateRequestOptions(webhook=hook)
-            return SandboxPublicTokenCreateRequest(**fields)
+                fields["options"] = sdk_models.SandboxPublicTokenCreateRequestOptions(webhook=hook)
+            return sdk_models.SandboxPublicTokenCreateRequest(**fields)
 
         return await self._call(
             "/sandbox/public_token/create",
-            self._api.sandbox_public_token_create,
+            "sandbox_public_token_create",
             build,
             _object(PublicToken.from_json),
             retry=False,
@@ -541,18 +528,18 @@ class PlaidClient:
 
         def build() -> Any:
             if webhook_type is None:
-                return SandboxItemFireWebhookRequest(
+                return sdk_models.SandboxItemFireWebhookRequest(
                     access_token=access_token, webhook_code=webhook_code
                 )
-            return SandboxItemFireWebhookRequest(
+            return sdk_models.SandboxItemFireWebhookRequest(
                 access_token=access_token,
                 webhook_code=webhook_code,
-                webhook_type=WebhookType(webhook_type),
+                webhook_type=sdk_models.WebhookType(webhook_type),
             )
 
         return await self._call(
             "/sandbox/item/fire_webhook",
-            self._api.sandbox_item_fire_webhook,
+            "sandbox_item_fire_webhook",
             build,
             _object(_request_id),
             retry=False,
@@ -565,8 +552,8 @@ class PlaidClient:
         PlaidError."""
         return await self._call(
             "/sandbox/item/reset_login",
-            self._api.sandbox_item_reset_login,
-            lambda: SandboxItemResetLoginRequest(access_token=access_token),
+            "sandbox_item_reset_login",
+            lambda: sdk_models.SandboxItemResetLoginRequest(access_token=access_token),
             _object(_request_id),
             retry=False,
             item_key=item_key_for(access_token),
@@ -577,18 +564,21 @@ class PlaidClient:
     async def _call(
         self,
         endpoint: str,
-        operation: Callable[..., Any],
+        operation: str,
         build: Callable[[], Any],
         parse: Parse[T],
         *,
         retry: bool,
         item_key: str | None = None,
     ) -> T:
-        """Runs one call within the time budget; each attempt gets what remains of it and a
-        backoff that would end past it is not slept: the last error is raised instead.
+        """Runs one call of the SDK's `PlaidApi` method named `operation` within the time
+        budget; each attempt gets what remains of it and a backoff that would end past it is
+        not slept: the last error is raised instead.
 
         Each attempt first takes a rate-limit slot; the wait for the first one comes before
-        the budget starts, later ones come out of it."""
+        the budget starts, later ones come out of it. So does loading the SDK, on the first
+        call of a client that has not done it yet."""
+        await self.load_sdk()
         deadline: float | None = None
         attempt = 0
         while True:
@@ -637,9 +627,16 @@ class PlaidClient:
             return None
         return delay
 
+    def _load_sdk(self) -> None:
+        with self._api_lock:
+            if self._api is None:
+                from plaid.api import plaid_api
+
+                self._api = plaid_api.PlaidApi(self._api_client)
+
     def _attempt(
         self,
-        operation: Callable[..., Any],
+        operation: str,
         build: Callable[[], Any],
         parse: Parse[T],
         timeout: float,
@@ -647,8 +644,9 @@ class PlaidClient:
         """One HTTP exchange, in a worker thread: send, read the raw body, release the
         connection, parse. Returns (Plaid request id, parsed result)."""
         request = build()
+        call = getattr(self._api, operation)
         try:
-            response = operation(request, _request_timeout=timeout, _preload_content=False)
+            response = call(request, _request_timeout=timeout, _preload_content=False)
         except AttributeError:
             # The SDK's handling of a TLS failure breaks on its own missing body.
             raise CallFailed(NETWORK_ERROR) from None

@@ -35,7 +35,6 @@ from sqlalchemy import create_engine, func, select, text
 
 from benchmarks.emulator_process import emulator_process
 from benchmarks.scoreboard import Figure, table
-from plaid_bridge import wakeups
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import sync_url, utcnow
@@ -124,21 +123,19 @@ async def _link(services: Services) -> list[str]:
 
 async def _enqueue_webhooks(services: Services, item_ids: list[str]) -> None:
     """One SYNC_UPDATES_AVAILABLE per Item, stored as the intake stores them, in one commit."""
-    async with services.database.transaction() as session:
-        for item_id in item_ids:
-            document = {
-                "webhook_type": "TRANSACTIONS",
-                "webhook_code": "SYNC_UPDATES_AVAILABLE",
-                "item_id": item_id,
-                "initial_update_complete": True,
-                "historical_update_complete": True,
-                "environment": "production",
-            }
-            raw = json.dumps(document).encode()
-            await intake.store(
-                session, raw=raw, text=raw.decode(), document=document, verified=None
-            )
-        await wakeups.notify_inbox(session)
+    rows = []
+    for item_id in item_ids:
+        document = {
+            "webhook_type": "TRANSACTIONS",
+            "webhook_code": "SYNC_UPDATES_AVAILABLE",
+            "item_id": item_id,
+            "initial_update_complete": True,
+            "historical_update_complete": True,
+            "environment": "production",
+        }
+        raw = json.dumps(document).encode()
+        rows.append(intake.inbox_row(raw=raw, text=raw.decode(), document=document, verified=None))
+    await services.webhook_inbox.commit(rows)
 
 
 async def _synced(services: Services, since: object) -> int:

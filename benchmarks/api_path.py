@@ -33,15 +33,12 @@ from tempfile import TemporaryDirectory
 
 import httpx
 from jose import jwt
-from sqlalchemy import create_engine, text
 
+from benchmarks.bench_database import bench_database
 from benchmarks.emulator_process import _free_port, emulator_process
 from benchmarks.scoreboard import Figure, table
 from plaid_bridge.config import API_PREFIX, Settings
-from plaid_bridge.db import sync_url
-from plaid_bridge.ops import migrate
 
-DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "bench-secret-0123456789abcdef0123"
 ROUNDS = 6
 PER_ROUND = {1: 40, 10: 160}
@@ -232,16 +229,8 @@ async def _overheads(
 
 
 def run() -> list[Figure]:
-    base = sync_url(
-        os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
-    )
-    name = f"pb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
+    with bench_database() as database:
+        url = database.url
         with (
             emulator_process(seed=5, transactions=10) as emulator,
             TemporaryDirectory() as folder,
@@ -260,10 +249,6 @@ def run() -> list[Figure]:
                         starts[bare].append(seconds)
             with _service(environment, Path(folder)) as (service_url, _):
                 measured = asyncio.run(_overheads(settings, service_url, emulator.url))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     figures = []
     for concurrency, target in ((1, 2), (10, 5)):
         service, direct = measured[concurrency]

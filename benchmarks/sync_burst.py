@@ -23,7 +23,6 @@ import base64
 import json
 import logging
 import math
-import os
 import time
 import uuid
 from pathlib import Path
@@ -31,14 +30,14 @@ from tempfile import TemporaryDirectory
 
 import anyio
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
+from benchmarks.bench_database import bench_database
 from benchmarks.emulator_process import emulator_process
 from benchmarks.scoreboard import Figure, table
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
-from plaid_bridge.db import sync_url, utcnow
-from plaid_bridge.ops import migrate
+from plaid_bridge.db import utcnow
 from plaid_bridge.plaid.limits import PRODUCTION_LIMITS
 from plaid_bridge.services import Services, build_services
 from plaid_bridge.sync.engine import Outcome, sync_item
@@ -51,7 +50,6 @@ ITEMS = 200
 LATENCY_MS = 300
 CONCURRENCY = 64
 TRANSACTIONS = 20  # per Item at link time
-DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SYNC = "/transactions/sync"
 WINDOW_SECONDS = 60.0
 
@@ -255,25 +253,13 @@ async def _measure(url: str, emulator_url: str, var_dir: str) -> dict[str, float
 
 
 def run() -> list[Figure]:
-    base = sync_url(
-        os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
-    )
-    name = f"pb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
+    with bench_database() as database:
+        url = database.url
         with (
             emulator_process(seed=5, transactions=TRANSACTIONS) as emulator,
             TemporaryDirectory() as var_dir,
         ):
             measured = anyio.run(_measure, url, emulator.url, var_dir)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     latency = LATENCY_MS / 1000
     design = math.ceil(ITEMS / CONCURRENCY) * latency
     allowed = _limits_allow(ITEMS, 1, latency, CONCURRENCY)

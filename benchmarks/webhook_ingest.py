@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -31,9 +30,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from benchmarks import loadgen
+from benchmarks.bench_database import bench_database
 from benchmarks.cpu import cpu_seconds
 from benchmarks.emulator_process import _free_port
 from benchmarks.scoreboard import Figure, table
@@ -48,10 +47,8 @@ from benchmarks.webhook_signing import (
     wait_until_up,
 )
 from plaid_bridge.db import sync_url
-from plaid_bridge.ops import migrate
 from plaid_bridge.serving import BackgroundServer
 
-DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CONNECTIONS = 50
 ROUNDS = 3
 ROUND_SECONDS = 4.0
@@ -111,21 +108,8 @@ def _stored_labels(url: str, prefix: str) -> set[str]:
 
 
 def run() -> list[Figure]:
-    base = sync_url(
-        os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") or DEFAULT_URL
-    )
-    name = f"pb_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        return _measure(make_url(url).render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with bench_database() as database:
+        return _measure(database.url)
 
 
 def _measure(database_url: str) -> list[Figure]:

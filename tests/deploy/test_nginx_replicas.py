@@ -10,10 +10,9 @@ import os
 import re
 import signal
 import ssl
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from tests.deploy.stack import (
     self_signed,
 )
 from tests.sync.store import ledger, stored
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -63,14 +63,6 @@ BURST_CODES = (
     "WEBHOOK_UPDATE_ACKNOWLEDGED",
 )
 BASE = "/api/v1/plaid"
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -219,7 +211,7 @@ async def deployment(
                     return False
                 return True
 
-            await eventually(ready, "the replicas and nginx to answer")
+            await eventually(ready, "the replicas and nginx to answer", within=WAIT_SECONDS)
         yield Deployment(
             processes=processes,
             replicas=replicas,
@@ -305,7 +297,7 @@ async def test_two_replicas_and_two_workers_behind_nginx_behave_as_one_service(
             assert exchanged.status_code == 201, exchanged.text
             assert exchanged.headers["x-request-id"] == f"link-{n}"
             item_ids.append(exchanged.json()["itemId"])
-        await eventually(lambda: settled(deployment), "the initial syncs")
+        await eventually(lambda: settled(deployment), "the initial syncs", within=WAIT_SECONDS)
 
         # The request id and the client's real address reach the audit rows and the logs.
         async with deployment.database.transaction() as session:
@@ -413,7 +405,7 @@ async def test_two_replicas_and_two_workers_behind_nginx_behave_as_one_service(
                 count = int(await session.scalar(select(func.count(WebhookEvent.id))) or 0)
             return count >= rows_before + len(fired) // 3
 
-        await eventually(a_third_arrived, "a third of the burst to arrive")
+        await eventually(a_third_arrived, "a third of the burst to arrive", within=WAIT_SECONDS)
         doomed.process.send_signal(signal.SIGKILL)
         await doomed.process.wait()
         killed.set()
@@ -430,7 +422,7 @@ async def test_two_replicas_and_two_workers_behind_nginx_behave_as_one_service(
         *(fire(item_id, code) for item_id, code in fired),
     )
     assert killed.is_set()
-    await eventually(lambda: settled(deployment), "the burst to be applied")
+    await eventually(lambda: settled(deployment), "the burst to be applied", within=WAIT_SECONDS)
 
     burst = (await webhook_records(deployment.emulator))[before:]
     assert {record["url"] for record in burst} == {deployment.webhook_url}

@@ -4,8 +4,6 @@ next due sync while another is still running, yet stops all of them at once on s
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
@@ -18,17 +16,10 @@ from plaid_bridge.sync.queue import claim_due
 from plaid_bridge.sync.requests import request_sync
 from plaid_bridge.worker import Worker, stop_within
 from tests.conftest import Api
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 WAIT_SECONDS = 60.0
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_claim_never_takes_more_than_its_limit(api: Api) -> None:
@@ -99,11 +90,11 @@ async def test_the_pool_starts_the_next_sync_while_one_is_slow(
         return await runs_of(quick) > 0
 
     try:
-        await eventually(slow_is_running, "the slow sync to start")
+        await eventually(slow_is_running, "the slow sync to start", within=WAIT_SECONDS)
         # Asked for while the slow one runs: a batch-by-batch loop would wait for it.
         async with database.transaction() as session:
             await request_sync(session, quick, reason="test")
-        await eventually(quick_has_run, "the quick sync")
+        await eventually(quick_has_run, "the quick sync", within=WAIT_SECONDS)
         assert await state_of(slow) == SyncRequestState.RUNNING.value
         assert await runs_of(slow) == 0
     finally:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import select, text
@@ -18,18 +16,11 @@ from plaid_bridge.db import Database, utcnow
 from plaid_bridge.webhooks.models import WebhookEvent
 from plaid_bridge.worker import Worker, stop_within
 from tests.conftest import Api
+from tests.waiting import eventually
 from tests.webhooks.conftest import Hooks, SigningKey, webhook_body
 
 pytestmark = pytest.mark.anyio
 WAIT_SECONDS = 60.0
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def link(database: Database, item_ids: list[str]) -> None:
@@ -116,7 +107,7 @@ async def test_an_item_held_up_does_not_hold_up_the_others(api: Api) -> None:
             found = await statuses(database)
             return all(found[event_id] == "DONE" for event_id in free)
 
-        await eventually(others_applied, "the other Items' rows")
+        await eventually(others_applied, "the other Items' rows", within=WAIT_SECONDS)
         assert (await statuses(database))[held] == "PROCESSING"
     assert await applying == 3
     assert (await statuses(database))[held] == "DONE"
@@ -146,7 +137,7 @@ async def test_a_stored_webhook_wakes_an_external_worker_at_once(
                 )
             return worker.last_inbox_pass is not None and bool(found)
 
-        await eventually(listening, "the worker listening")
+        await eventually(listening, "the worker listening", within=WAIT_SECONDS)
         body = webhook_body("ITEM", "NEW_ACCOUNTS_AVAILABLE", "item-unknown")
         assert (await hooks.post(body, signing_key.sign(body))).status_code == 200
         [event] = await hooks.stored()
@@ -154,6 +145,6 @@ async def test_a_stored_webhook_wakes_an_external_worker_at_once(
         async def applied() -> bool:
             return (await statuses(services.database))[event.id] == "DONE"
 
-        await eventually(applied, "the webhook applied")
+        await eventually(applied, "the webhook applied", within=WAIT_SECONDS)
     finally:
         await stop_within(task, stop, 10.0)

@@ -3,10 +3,8 @@ app under uvicorn, whose embedded worker applies them (SPEC sections 5b and 6)."
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,20 +23,12 @@ from plaid_bridge.serving import BackgroundServer
 from plaid_bridge.sync.models import SyncRequest
 from plaid_bridge.webhooks.models import WebhookEvent
 from tests.conftest import Api, make_settings
+from tests.waiting import eventually
 from tests.webhooks.conftest import WEBHOOK_PATH
 
 pytestmark = pytest.mark.anyio
 BASE = "/api/v1/plaid"
 WAIT_SECONDS = 20.0
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll `probe` until it holds, failing after a bounded wait."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -78,7 +68,7 @@ class Live:
                 )
             return synced is not None and requests == 0 and unfinished == 0
 
-        await eventually(probe, "the initial sync")
+        await eventually(probe, "the initial sync", within=WAIT_SECONDS)
         return item_id
 
     async def settled(self, stored: int) -> None:
@@ -96,7 +86,7 @@ class Live:
             open_ = counts.get("PENDING", 0) + counts.get("PROCESSING", 0)
             return sum(counts.values()) >= stored and open_ == 0
 
-        await eventually(probe, f"{stored} webhooks processed")
+        await eventually(probe, f"{stored} webhooks processed", within=WAIT_SECONDS)
 
     async def inbox_size(self) -> int:
         async with self.api.services.database.transaction() as session:

@@ -10,9 +10,8 @@ import contextlib
 import json
 import os
 import signal
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from plaid_bridge.webhooks.models import WebhookEvent
 from plaid_bridge.worker import CLOSE_SECONDS
 from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, UNREACHABLE_WEBHOOK
 from tests.deploy.stack import COMMAND, free_ports
+from tests.waiting import eventually
 from tests.webhooks.conftest import WEBHOOK_PATH, KeyStandIn, SigningKey, webhook_body
 from tests.webhooks.test_worker_processes import link
 
@@ -38,14 +38,6 @@ EXIT_BOUND = GRACE_SECONDS + CLOSE_SECONDS + 20
 WAIT_SECONDS = 120.0
 ITEMS, ACCOUNTS_EACH = 4, 40
 IN_FLIGHT = 16
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -72,7 +64,7 @@ class Service:
                 except httpx.TransportError:
                     return False
 
-            await eventually(up, "the API to answer")
+            await eventually(up, "the API to answer", within=WAIT_SECONDS)
         return processes
 
     async def _spawn(self, name: str, *argv: str) -> asyncio.subprocess.Process:
@@ -170,7 +162,9 @@ async def test_sigterm_during_a_burst_loses_no_answered_webhook(
             async def a_quarter_answered() -> bool:
                 return sum(code == 200 for code in answers.values()) >= len(bodies) // 4
 
-            await eventually(a_quarter_answered, "a quarter of the burst answered")
+            await eventually(
+                a_quarter_answered, "a quarter of the burst answered", within=WAIT_SECONDS
+            )
             for process, name in zip(processes, ("api-1", "worker-1"), strict=False):
                 assert process.returncode is None, f"{name} exited early:\n{service.log(name)}"
                 process.send_signal(signal.SIGTERM)
@@ -209,7 +203,9 @@ async def test_sigterm_during_a_burst_loses_no_answered_webhook(
             )
         return revoked == len(answered)
 
-    await eventually(all_applied, "every answered webhook applied after the restart")
+    await eventually(
+        all_applied, "every answered webhook applied after the restart", within=WAIT_SECONDS
+    )
     async with database.transaction() as session:
         revoked_ids = set(
             await session.scalars(select(PlaidAccount.account_id).where(PlaidAccount.revoked))

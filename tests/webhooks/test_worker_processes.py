@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from plaid_bridge.db import Database, utcnow
 from plaid_bridge.emulator import EmulatorServer
 from plaid_bridge.webhooks.models import WebhookEvent
 from tests.conftest import ENCRYPTION_KEYS, JWT_SECRET, UNREACHABLE_WEBHOOK
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 WAIT_SECONDS = 90.0
@@ -109,14 +109,6 @@ async def start_worker(
         worker.reader.cancel()
 
 
-async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 async def link(database: Database, items: int, accounts_each: int) -> list[list[str]]:
     """Connections (no token needed: these webhooks never call Plaid) with their accounts;
     returns the account ids per Item."""
@@ -178,7 +170,7 @@ async def test_worker_command_applies_webhooks_and_stops_on_sigterm(
     async def done() -> bool:
         return await count(database, WebhookEvent.status == "DONE") == 1
 
-    await eventually(done, "the webhook done")
+    await eventually(done, "the webhook done", within=WAIT_SECONDS)
     code, lines = await worker.finish(signal.SIGTERM)
     assert code == 0
     events = [line["event"] for line in lines]
@@ -219,7 +211,9 @@ async def test_two_worker_processes_share_the_inbox_and_survive_a_kill(
             )
             return bool(waiting)
 
-        await eventually(a_worker_waits_on_the_account, "a worker held inside the apply")
+        await eventually(
+            a_worker_waits_on_the_account, "a worker held inside the apply", within=WAIT_SECONDS
+        )
         # The held row is locked by the waiting worker's transaction: its claim cannot move.
         async with database.transaction() as session:
             holder = await session.scalar(
@@ -246,7 +240,7 @@ async def test_two_worker_processes_share_the_inbox_and_survive_a_kill(
     async def all_done() -> bool:
         return await count(database, WebhookEvent.status == "DONE") == total
 
-    await eventually(all_done, "every webhook done after the lease ran out")
+    await eventually(all_done, "every webhook done after the lease ran out", within=WAIT_SECONDS)
     survivor_code, survivor_lines = await survivor.finish(signal.SIGTERM)
     _, doomed_lines = await doomed.finish(signal.SIGKILL)
     assert survivor_code == 0

@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -29,8 +24,9 @@ import msgspec
 import psycopg
 
 from benchmarks.bench_database import bench_database
-from benchmarks.emulator_process import _free_port, emulator_process
+from benchmarks.emulator_process import emulator_process
 from benchmarks.scoreboard import Figure, table
+from benchmarks.service_process import api_process
 from benchmarks.sync_store import ENCRYPTION_KEYS, JWT_SECRET, bench_settings, connect_item
 from plaid_bridge.security.auth import issue_dev_token
 from plaid_bridge.services import build_services
@@ -69,44 +65,6 @@ def _fill_store(database_url: str, plaid_url: str, var_dir: Path) -> str:
             await services.database.dispose()
 
     return anyio.run(fill)
-
-
-@contextmanager
-def _api(database_url: str, plaid_url: str, folder: Path) -> Iterator[str]:
-    """`plaid-bridge serve` on a free port against the benchmark's database; yields its URL."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PLAID_ENV": "emulator",
-        "PLAID_API_HOST": plaid_url,
-        "DATABASE_URL": database_url,
-        "WORKER_MODE": "external",
-        "VAR_DIR": str(folder / "var"),
-        "AUTH_JWT_SECRET": JWT_SECRET,
-        "PLAID_ENCRYPTION_KEYS": ENCRYPTION_KEYS,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "plaid_bridge.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1.0)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the API did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def _read_feed(url: str, item_id: str, token: str) -> float:
@@ -206,7 +164,14 @@ def run() -> list[Figure]:
         token = issue_dev_token(settings, user="bench-user", org="bench-org", role="VIEWER")
         served: list[float] = []
         floor: list[float] = []
-        with _api(database.url, emulator.url, Path(folder)) as url:
+        with api_process(
+            emulator.url,
+            database.url,
+            Path(folder),
+            jwt_secret=JWT_SECRET,
+            encryption_keys=ENCRYPTION_KEYS,
+        ) as api:
+            url = api.url
             _warm(url, item_id, token)
             for round_ in range(ROUNDS):
                 if round_ % 2 == 0:

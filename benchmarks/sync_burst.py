@@ -35,6 +35,7 @@ from sqlalchemy import func, select
 from benchmarks.bench_database import bench_database
 from benchmarks.emulator_process import emulator_process
 from benchmarks.scoreboard import Figure, table
+from benchmarks.sync_store import connect_item
 from plaid_bridge.config import Settings
 from plaid_bridge.connections.models import PlaidConnection
 from plaid_bridge.db import utcnow
@@ -93,25 +94,10 @@ async def _link(services: Services) -> list[str]:
 
     async def one() -> None:
         async with limiter:
-            plaid = services.plaid
-            public = await plaid.sandbox_public_token_create(institution_id="ins_109508")
-            exchanged = await plaid.exchange_public_token(public_token=public.public_token)
-            async with services.database.transaction() as session:
-                session.add(
-                    PlaidConnection(
-                        org_id="bench-org",
-                        user_id="bench-user",
-                        item_id=exchanged.item_id,
-                        access_token_encrypted=services.cipher.encrypt(
-                            exchanged.access_token, exchanged.item_id
-                        ),
-                    )
-                )
-            first = await sync_item(services, exchanged.item_id, trigger="bench")
-            assert first.outcome is Outcome.NOT_READY, first
-            second = await sync_item(services, exchanged.item_id, trigger="bench")
-            assert second.outcome is Outcome.SUCCESS, second
-            item_ids.append(exchanged.item_id)
+            item_id = await connect_item(services)
+            synced = await sync_item(services, item_id, trigger="bench")
+            assert synced.outcome is Outcome.SUCCESS, synced
+            item_ids.append(item_id)
 
     async with anyio.create_task_group() as group:
         for _ in range(ITEMS):

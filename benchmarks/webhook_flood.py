@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 
 from benchmarks.scoreboard import Figure, table
-from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, SigningKey, api_process, body
+from benchmarks.service_process import api_process
+from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, SigningKey, body
 from plaid_bridge.ops import migrate
 from plaid_bridge.serving import BackgroundServer
 

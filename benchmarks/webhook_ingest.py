@@ -36,16 +36,8 @@ from benchmarks.bench_database import bench_database
 from benchmarks.cpu import cpu_seconds
 from benchmarks.emulator_process import _free_port
 from benchmarks.scoreboard import Figure, table
-from benchmarks.webhook_signing import (
-    WEBHOOK_PATH,
-    ApiProcess,
-    KeyEndpoint,
-    SigningKey,
-    api_process,
-    body,
-    raw_request,
-    wait_until_up,
-)
+from benchmarks.service_process import ApiProcess, api_process, wait_until_up
+from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, SigningKey, body, raw_request
 from plaid_bridge.db import sync_url
 from plaid_bridge.serving import BackgroundServer
 

@@ -1,25 +1,16 @@
 """What the webhook benchmarks share: a signing key that signs `Plaid-Verification` headers as
-Plaid does, Plaid-shaped bodies, a stand-in for Plaid's `/webhook_verification_key/get`, and the
-API started as `plaid-bridge serve` in its own process (worker external)."""
+Plaid does, Plaid-shaped bodies, and a stand-in for Plaid's `/webhook_verification_key/get`."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -27,8 +18,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-from benchmarks.emulator_process import _free_port
 
 WEBHOOK_PATH = "/api/v1/plaid/webhook"
 
@@ -124,54 +113,3 @@ class KeyEndpoint:
             "request_id": uuid.uuid4().hex,
         }
         return JSONResponse(error, status_code=400)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiProcess:
-    url: str
-    port: int
-    pid: int
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], path: str = "/healthz") -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}{path}", timeout=1.0)
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"{url} did not start") from None
-            time.sleep(0.05)
-
-
-@contextmanager
-def api_process(plaid_url: str, database_url: str, folder: Path) -> Iterator[ApiProcess]:
-    """`plaid-bridge serve` (one process, worker external) verifying against `plaid_url`."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PLAID_ENV": "emulator",
-        "PLAID_API_HOST": plaid_url,
-        "PLAID_MAX_RETRIES": "0",
-        "DATABASE_URL": database_url,
-        "WORKER_MODE": "external",
-        "VAR_DIR": str(folder / "var"),
-        "AUTH_JWT_SECRET": "benchmark-secret-0123456789abcdef0123",
-        "PLAID_ENCRYPTION_KEYS": "k1:" + base64.b64encode(b"b" * 32).decode(),
-        "LOG_LEVEL": "INFO",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "plaid_bridge.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process)
-        yield ApiProcess(url, port, process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)

@@ -16,7 +16,6 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ import httpx
 
 from benchmarks.scoreboard import Figure, table
 from benchmarks.service_process import api_process
-from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, SigningKey, body
+from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, body
+from plaid_bridge.emulator.signer import KeyRing
 from plaid_bridge.ops import migrate
 from plaid_bridge.serving import BackgroundServer
 
@@ -37,10 +37,11 @@ def _forge_until(url: str, stop: Any, sent: Any) -> None:
     """In its own process: FORGERS clients posting forgeries, each under a new kid."""
 
     async def forger(client: httpx.AsyncClient) -> int:
-        key, count = SigningKey(), 0
+        key, count = KeyRing(), 0
         while not stop.is_set():
             content = body(f"forged-{count}")
-            header = key.sign(content, kid=str(uuid.uuid4()))
+            key.rotate()  # a key Plaid never published, under a kid never seen
+            header = key.sign(content)
             response = await client.post(
                 PATH, content=content, headers={"Plaid-Verification": header}
             )
@@ -57,7 +58,7 @@ def _forge_until(url: str, stop: Any, sent: Any) -> None:
     sent.value = asyncio.run(main())
 
 
-async def _genuine(url: str, key: SigningKey, label: str) -> list[float]:
+async def _genuine(url: str, key: KeyRing, label: str) -> list[float]:
     """Seconds per genuine webhook, posted one after another."""
     timings = []
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -79,7 +80,7 @@ def _p99(values: list[float]) -> float:
 
 
 def run() -> list[Figure]:
-    key = SigningKey()
+    key = KeyRing()
     stand_in = KeyEndpoint(key)
     context = multiprocessing.get_context("spawn")
     with (

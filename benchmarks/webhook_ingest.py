@@ -37,8 +37,9 @@ from benchmarks.cpu import cpu_seconds
 from benchmarks.emulator_process import _free_port
 from benchmarks.scoreboard import Figure, table
 from benchmarks.service_process import ApiProcess, api_process, wait_until_up
-from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, SigningKey, body, raw_request
+from benchmarks.webhook_signing import WEBHOOK_PATH, KeyEndpoint, body, raw_request
 from plaid_bridge.db import sync_url
+from plaid_bridge.emulator.signer import KeyRing
 from plaid_bridge.serving import BackgroundServer
 
 CONNECTIONS = 50
@@ -52,7 +53,7 @@ HOST = "127.0.0.1"
 
 
 class _Signer:
-    def __init__(self, key: SigningKey) -> None:
+    def __init__(self, key: KeyRing) -> None:
         self.key = key
 
     def requests(self, label: str, count: int) -> list[bytes]:
@@ -105,7 +106,7 @@ def run() -> list[Figure]:
 
 
 def _measure(database_url: str) -> list[Figure]:
-    key = SigningKey()
+    key = KeyRing()
     signer = _Signer(key)
     stand_in = KeyEndpoint(key)
     bare_requests = [raw_request(WEBHOOK_PATH, body("bare"), "unused")] * BARE_REQUESTS

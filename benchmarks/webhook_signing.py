@@ -1,69 +1,21 @@
-"""What the webhook benchmarks share: a signing key that signs `Plaid-Verification` headers as
-Plaid does, Plaid-shaped bodies, and a stand-in for Plaid's `/webhook_verification_key/get`."""
+"""What the webhook benchmarks share: Plaid-shaped bodies and a stand-in for Plaid's
+`/webhook_verification_key/get` publishing the current key of the emulator's `KeyRing`, which
+signs `Plaid-Verification` headers as Plaid does."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import threading
-import time
 import uuid
-from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from plaid_bridge.emulator.signer import KeyRing
+
 WEBHOOK_PATH = "/api/v1/plaid/webhook"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-class SigningKey:
-    """A P-256 key; `sign` writes the compact ES256 JWT Plaid sends (claims `iat` and the
-    body's SHA-256), directly with `cryptography`, so pre-signing thousands is quick."""
-
-    def __init__(self) -> None:
-        self.kid = str(uuid.uuid4())
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        self.pem = self.private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-
-    def jwk(self) -> dict[str, Any]:
-        numbers = self.private.public_key().public_numbers()
-        return {
-            "alg": "ES256",
-            "crv": "P-256",
-            "kid": self.kid,
-            "kty": "EC",
-            "use": "sig",
-            "x": _b64url(numbers.x.to_bytes(32, "big")),
-            "y": _b64url(numbers.y.to_bytes(32, "big")),
-            "created_at": int(time.time()) - 60,
-            "expired_at": None,
-        }
-
-    def sign(self, body: bytes, *, kid: str | None = None) -> str:
-        header = {"alg": "ES256", "kid": kid or self.kid, "typ": "JWT"}
-        claims = {"iat": int(time.time()), "request_body_sha256": hashlib.sha256(body).hexdigest()}
-        signing_input = (
-            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        )
-        r, s = decode_dss_signature(
-            self.private.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
-        )
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        return f"{signing_input}.{_b64url(signature)}"
 
 
 def body(label: str) -> bytes:
@@ -91,7 +43,7 @@ def raw_request(path: str, content: bytes, header: str) -> bytes:
 class KeyEndpoint:
     """Plaid's key endpoint for one published key; counts calls for other kids."""
 
-    def __init__(self, key: SigningKey) -> None:
+    def __init__(self, key: KeyRing) -> None:
         self.key = key
         self.unknown = 0
         self._lock = threading.Lock()
@@ -101,8 +53,9 @@ class KeyEndpoint:
 
     async def _get(self, request: Request) -> JSONResponse:
         kid = (await request.json()).get("key_id")
-        if kid == self.key.kid:
-            return JSONResponse({"key": self.key.jwk(), "request_id": uuid.uuid4().hex})
+        published = self.key.jwk(kid) if kid == self.key.current_kid else None
+        if published is not None:
+            return JSONResponse({"key": published, "request_id": uuid.uuid4().hex})
         with self._lock:
             self.unknown += 1
         error = {
